@@ -51,6 +51,9 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
     # ---- traversal ----------------------------------------------------------
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:

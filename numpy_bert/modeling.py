@@ -1,0 +1,398 @@
+"""BERT in NumPy, module for module and name for name as transformers' modeling_bert.py.
+
+Every module has a ``forward`` and, right below it, a ``backward`` that runs the
+same steps in reverse. Reading the two together is the point of this file.
+
+    BertForPreTraining
+    ├── bert: BertModel
+    │   ├── embeddings: BertEmbeddings      word + position + token type, LayerNorm, dropout
+    │   ├── encoder: BertEncoder
+    │   │   └── layer.N: BertLayer          post-LN transformer block
+    │   │       ├── attention: BertAttention
+    │   │       │   ├── self: BertSelfAttention     multi-head scaled dot-product attention
+    │   │       │   └── output: BertSelfOutput      dense, dropout, residual, LayerNorm
+    │   │       ├── intermediate: BertIntermediate  dense C -> 4C, GELU
+    │   │       └── output: BertOutput              dense 4C -> C, dropout, residual, LayerNorm
+    │   └── pooler: BertPooler              tanh(dense(h[CLS]))
+    └── cls: BertPreTrainingHeads
+        ├── predictions: BertLMPredictionHead   transform, then decoder tied to word embeddings
+        └── seq_relationship: Linear            next-sentence prediction
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import BertConfig
+from .layers import (
+    GELU,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Tanh,
+    cross_entropy,
+    softmax,
+    softmax_backward,
+)
+from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels
+from .nn import Module, ModuleList, Parameter
+from .outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
+
+
+class BertEmbeddings(Module):
+    """x = LayerNorm(word[ids] + token_type[types] + position[0..T-1]), then dropout."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        C = config.hidden_size
+        self.word_embeddings = Embedding(config.vocab_size, C, padding_idx=config.pad_token_id, dtype=dtype)
+        self.position_embeddings = Embedding(config.max_position_embeddings, C, dtype=dtype)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, C, dtype=dtype)
+        self.LayerNorm = LayerNorm(C, config.layer_norm_eps, dtype=dtype)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        B, T = input_ids.shape
+        position_ids = np.broadcast_to(np.arange(T), (B, T))
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, C)
+        x = x + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(x))
+
+    def backward(self, dy: np.ndarray) -> None:
+        dx = self.LayerNorm.backward(self.dropout.backward(dy))  # (B, T, C)
+        # The sum fans the same gradient out to all three tables.
+        self.word_embeddings.backward(dx)
+        self.token_type_embeddings.backward(dx)
+        self.position_embeddings.backward(dx)
+
+
+class BertSelfAttention(Module):
+    """Multi-head scaled dot-product attention, every token attending to every token.
+
+        q, k, v = split_heads(x Wq + bq), ...                     (B, nh, T, hs)
+        scores = q k^T / sqrt(hs) + mask                          (B, nh, T, T)
+        probs = dropout(softmax(scores))
+        out = merge_heads(probs v)                                (B, T, C)
+
+    ``mask`` is 0 where a key may be attended to and the dtype's most negative number
+    where it is padding (transformers' eager value), so padding gets probability 0.
+    Backward, in reverse: d(probs) = d(out) v^T, dv = probs^T d(out), d(scores) via the
+    softmax Jacobian, dq = d(scores) k / sqrt(hs), dk = d(scores)^T q / sqrt(hs).
+    """
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        C = config.hidden_size
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.head_size
+        self.scaling = self.attention_head_size**-0.5
+        self.query = Linear(C, C, dtype=dtype)
+        self.key = Linear(C, C, dtype=dtype)
+        self.value = Linear(C, C, dtype=dtype)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x: np.ndarray) -> np.ndarray:
+        B, T, _ = x.shape  # (B, T, C) -> (B, nh, T, hs)
+        return x.reshape(B, T, self.num_attention_heads, self.attention_head_size).transpose(0, 2, 1, 3)
+
+    @staticmethod
+    def merge_heads(x: np.ndarray) -> np.ndarray:
+        B, nh, T, hs = x.shape  # (B, nh, T, hs) -> (B, T, C)
+        return x.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
+
+    def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        q = self.split_heads(self.query(hidden_states))  # (B, nh, T, hs)
+        k = self.split_heads(self.key(hidden_states))
+        v = self.split_heads(self.value(hidden_states))
+        scores = (q @ k.transpose(0, 1, 3, 2)) * self.scaling  # (B, nh, T, T)
+        if mask is not None:
+            scores = scores + mask  # (B, 1, 1, T) broadcast over heads and queries
+        self.probs = softmax(scores)
+        self.dropped_probs = self.dropout(self.probs)
+        self.q, self.k, self.v = q, k, v
+        return self.merge_heads(self.dropped_probs @ v)  # (B, T, C)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        d_context = self.split_heads(dy)  # (B, nh, T, hs)
+        d_dropped = d_context @ self.v.transpose(0, 1, 3, 2)  # (B, nh, T, T)
+        dv = self.dropped_probs.transpose(0, 1, 3, 2) @ d_context  # (B, nh, T, hs)
+        d_scores = softmax_backward(self.probs, self.dropout.backward(d_dropped)) * self.scaling
+        dq = d_scores @ self.k  # (B, nh, T, hs)
+        dk = d_scores.transpose(0, 1, 3, 2) @ self.q
+        return (self.query.backward(self.merge_heads(dq))
+                + self.key.backward(self.merge_heads(dk))
+                + self.value.backward(self.merge_heads(dv)))  # (B, T, C)
+
+
+class ResidualOutput(Module):
+    """y = LayerNorm(dropout(dense(x)) + residual): the "add & norm" that ends each sub-block.
+
+    transformers has two copies of this (BertSelfOutput, BertOutput) that differ only
+    in the dense layer's input size; here they share it. Backward returns the
+    gradient for x and for the residual branch (which is LayerNorm's input gradient).
+    """
+
+    def __init__(self, config: BertConfig, in_features: int, dtype):
+        super().__init__()
+        self.dense = Linear(in_features, config.hidden_size, dtype=dtype)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+    def backward(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d_sum = self.LayerNorm.backward(dy)
+        return self.dense.backward(self.dropout.backward(d_sum)), d_sum
+
+
+class BertSelfOutput(ResidualOutput):
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__(config, config.hidden_size, dtype)
+
+
+class BertOutput(ResidualOutput):
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__(config, config.intermediate_size, dtype)
+
+
+class BertAttention(Module):
+    """Self-attention, then add & norm: y = LayerNorm(x + dropout(dense(attention(x))))."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.self = BertSelfAttention(config, dtype)
+        self.output = BertSelfOutput(config, dtype)
+
+    def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        return self.output(self.self(hidden_states, mask), hidden_states)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        d_attended, d_residual = self.output.backward(dy)
+        return self.self.backward(d_attended) + d_residual  # x feeds both branches
+
+
+class BertIntermediate(Module):
+    """h = GELU(x W1 + b1), widening C to the intermediate size (4C)."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.intermediate_size, dtype=dtype)
+        self.intermediate_act_fn = GELU(config.hidden_act)
+
+    def forward(self, hidden_states: np.ndarray) -> np.ndarray:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.dense.backward(self.intermediate_act_fn.backward(dy))
+
+
+class BertLayer(Module):
+    """One post-LN encoder block: attention + add & norm, then feed-forward + add & norm."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.attention = BertAttention(config, dtype)
+        self.intermediate = BertIntermediate(config, dtype)
+        self.output = BertOutput(config, dtype)
+
+    def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        attended = self.attention(hidden_states, mask)
+        return self.output(self.intermediate(attended), attended)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        d_intermediate, d_residual = self.output.backward(dy)
+        d_attended = self.intermediate.backward(d_intermediate) + d_residual
+        return self.attention.backward(d_attended)
+
+
+class BertEncoder(Module):
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.layer = ModuleList([BertLayer(config, dtype) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> list[np.ndarray]:
+        """All hidden states: the input, then each layer's output."""
+        states = [hidden_states]
+        for layer in self.layer:
+            states.append(layer(states[-1], mask))
+        return states
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        for layer in reversed(list(self.layer)):
+            dy = layer.backward(dy)
+        return dy
+
+
+class BertPooler(Module):
+    """pooled = tanh(dense(h[:, 0])): the [CLS] token's state, for sentence-level heads."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size, dtype=dtype)
+        self.activation = Tanh()
+
+    def forward(self, hidden_states: np.ndarray) -> np.ndarray:
+        self.seq_shape = hidden_states.shape
+        return self.activation(self.dense(hidden_states[:, 0]))  # (B, C)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dh = np.zeros(self.seq_shape, dtype=dy.dtype)  # only [CLS] fed the pooler
+        dh[:, 0] = self.dense.backward(self.activation.backward(dy))
+        return dh
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
+
+    base_model_prefix = ""
+
+    def __init__(self, config: BertConfig, seed: int | None = 0, dtype=np.float32,
+                 add_pooling_layer: bool = True):
+        super().__init__(config, dtype)
+        self.embeddings = BertEmbeddings(config, dtype)
+        self.encoder = BertEncoder(config, dtype)
+        self.pooler = BertPooler(config, dtype) if add_pooling_layer else None
+        self.post_init(seed)
+
+    def forward(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray | None = None,
+        token_type_ids: np.ndarray | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutputWithPooling:
+        input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
+        mask = None if attention_mask is None else additive_attention_mask(attention_mask, self.dtype)
+        states = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
+        last = states[-1]  # (B, T, C)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last,
+            pooler_output=None if self.pooler is None else self.pooler(last),
+            hidden_states=tuple(states) if output_hidden_states else None,
+            attentions=tuple(layer.attention.self.dropped_probs for layer in self.encoder.layer)
+            if output_attentions else None,
+        )
+
+    def accumulate_backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output=None) -> None:
+        """Backward through the encoder, adding into .grad (heads call this after their own backward)."""
+        d_hidden = np.array(grad_last_hidden_state, dtype=self.dtype)
+        if grad_pooler_output is not None:
+            d_hidden += self.pooler.backward(grad_pooler_output)
+        self.embeddings.backward(self.encoder.backward(d_hidden))
+
+    def backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output=None) -> dict[str, np.ndarray]:
+        """Gradients of sum(grad_last_hidden_state * last_hidden_state + grad_pooler_output * pooler_output)
+        with respect to every parameter, for the last forward call."""
+        self.zero_grad()
+        self.accumulate_backward(grad_last_hidden_state, grad_pooler_output)
+        return self.gradients()
+
+
+class BertPredictionHeadTransform(Module):
+    """h = LayerNorm(GELU(dense(x))), before the vocabulary projection."""
+
+    def __init__(self, config: BertConfig, dtype):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size, dtype=dtype)
+        self.transform_act_fn = GELU(config.hidden_act)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype)
+
+    def forward(self, hidden_states: np.ndarray) -> np.ndarray:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.dense.backward(self.transform_act_fn.backward(self.LayerNorm.backward(dy)))
+
+
+class BertLMPredictionHead(Module):
+    """Masked-LM logits: transform(h) @ E^T + bias, with E the word-embedding matrix (V, C).
+
+    ``decoder`` is a Linear whose weight *is* the embedding parameter and whose bias
+    *is* ``self.bias`` (transformers ties them the same way). Its backward therefore
+    adds the decoder's dE into the embedding's gradient: the tied-weight sum.
+    """
+
+    def __init__(self, config: BertConfig, word_embeddings, dtype):
+        super().__init__()
+        self.bias = Parameter(np.zeros(config.vocab_size, dtype=dtype))
+        self.transform = BertPredictionHeadTransform(config, dtype)
+        self.decoder = Linear.tied(word_embeddings, self.bias)
+
+    def forward(self, hidden_states: np.ndarray) -> np.ndarray:
+        return self.decoder(self.transform(hidden_states))  # (..., V)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.transform.backward(self.decoder.backward(dy))
+
+
+class BertPreTrainingHeads(Module):
+    def __init__(self, config: BertConfig, word_embeddings, dtype):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings, dtype)
+        self.seq_relationship = Linear(config.hidden_size, 2, dtype=dtype)
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT with its two pre-training heads: masked-LM and next-sentence prediction.
+
+    loss = CE(MLM logits, labels; ignoring -100) + CE(NSP logits, next_sentence_label),
+    computed when both label arrays are given (as in transformers).
+    """
+
+    base_model_prefix = "bert"
+    tied_weights = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
+        super().__init__(config, dtype)
+        self.bert = BertModel(config, dtype=dtype, seed=None)  # initialised below, with the heads
+        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings.weight, dtype)
+        self.post_init(seed)
+
+    def forward(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray | None = None,
+        token_type_ids: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        next_sentence_label: np.ndarray | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BertForPreTrainingOutput:
+        encoded = self.bert(input_ids, attention_mask, token_type_ids,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        B, T = encoded.last_hidden_state.shape[:2]
+        prediction_logits = self.cls.predictions(encoded.last_hidden_state)  # (B, T, V)
+        nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
+        self.loss_grads = None
+        mlm_loss = nsp_loss = loss = None
+        if labels is not None:
+            check_labels(labels, (B, T), self.config.vocab_size, "labels")
+            mlm_loss, d_mlm = cross_entropy(prediction_logits.reshape(B * T, -1), labels.reshape(-1))
+        if next_sentence_label is not None:
+            check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
+            nsp_loss, d_nsp = cross_entropy(nsp_logits, next_sentence_label)
+        if mlm_loss is not None and nsp_loss is not None:
+            loss = mlm_loss + nsp_loss
+            self.loss_grads = (d_mlm.reshape(B, T, -1), d_nsp)
+        return BertForPreTrainingOutput(
+            loss=loss, prediction_logits=prediction_logits, seq_relationship_logits=nsp_logits,
+            mlm_loss=mlm_loss, nsp_loss=nsp_loss,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
+        )
+
+    def backward(self) -> dict[str, np.ndarray]:
+        """d(loss)/d(parameter) for every parameter, by name, for the last forward call."""
+        if self.loss_grads is None:
+            raise ValueError("backward() needs a forward call with labels and next_sentence_label (a loss)")
+        d_logits, d_nsp = self.loss_grads
+        self.zero_grad()
+        d_sequence = self.cls.predictions.backward(d_logits)  # also adds the decoder's dE
+        d_pooled = self.cls.seq_relationship.backward(d_nsp)
+        self.bert.accumulate_backward(d_sequence, d_pooled)
+        return self.gradients()

@@ -1,0 +1,168 @@
+"""What every numpy_bert model shares: weight initialisation, dropout wiring, input checks,
+and from_pretrained / save_pretrained in transformers' checkpoint layout.
+
+The input checks are written against ``.shape``, ``.min()``, ``.max()`` and the dtype's
+name, so torch_bert uses the very same functions on tensors.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .checkpoint import WEIGHTS_NAME, align_to_model, find_weights, load_tensors, save_tensors
+from .config import BertConfig
+from .layers import IGNORE_INDEX, Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
+from .nn import Module
+
+SUPPORTED_DTYPES = (np.float32, np.float64)
+
+
+def _is_integer(array) -> bool:
+    return "int" in str(array.dtype)  # int8..int64, uint8, torch.int64, ...
+
+
+def _first_bad(array, bad) -> str:
+    """Describe the first offending element of ``array`` where the boolean ``bad`` holds."""
+    bad = bad.cpu() if hasattr(bad, "cpu") else bad  # a torch tensor, maybe on a GPU
+    index = tuple(int(i) for i in np.argwhere(np.asarray(bad))[0])
+    return f"{int(array[index])} at position {index}"
+
+
+def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_ids=None) -> None:
+    """Raise ValueError naming the problem with a batch of model inputs."""
+    if not _is_integer(input_ids):
+        raise ValueError(f"input_ids must hold integers, got dtype {input_ids.dtype}")
+    if len(input_ids.shape) != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must have shape (batch, sequence) with sequence >= 1, "
+                         f"got {tuple(input_ids.shape)}")
+    B, T = input_ids.shape
+    if T > config.max_position_embeddings:
+        raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
+                         f"({config.max_position_embeddings}): truncate the input")
+    bad = (input_ids < 0) | (input_ids >= config.vocab_size)
+    if bool(bad.any()):
+        raise ValueError(f"input_ids must lie in [0, vocab_size={config.vocab_size}); "
+                         f"found {_first_bad(input_ids, bad)}")
+    for name, array, limit in (("attention_mask", attention_mask, 2),
+                               ("token_type_ids", token_type_ids, config.type_vocab_size)):
+        if array is None:
+            continue
+        if tuple(array.shape) != (B, T):
+            raise ValueError(f"{name} has shape {tuple(array.shape)} but input_ids has {(B, T)}")
+        if name == "token_type_ids" and not _is_integer(array):
+            raise ValueError(f"token_type_ids must hold integers, got dtype {array.dtype}")
+        bad = (array < 0) | (array >= limit)
+        if bool(bad.any()):
+            raise ValueError(f"{name} values must lie in [0, {limit}); found {_first_bad(array, bad)}")
+
+
+def check_labels(labels, shape: tuple[int, ...], num_classes: int, name: str) -> None:
+    """Labels are class indices in [0, num_classes) or IGNORE_INDEX (-100), in the given shape."""
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
+    if not _is_integer(labels):
+        raise ValueError(f"{name} must hold integers, got dtype {labels.dtype}")
+    bad = ((labels < 0) | (labels >= num_classes)) & (labels != IGNORE_INDEX)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must lie in [0, {num_classes}) or be {IGNORE_INDEX} (ignored); "
+                         f"found {_first_bad(labels, bad)}")
+
+
+def additive_attention_mask(attention_mask: np.ndarray, dtype) -> np.ndarray:
+    """(B, T) of 1 = attend, 0 = padding  ->  (B, 1, 1, T) of 0 and the dtype's most negative number.
+
+    That is transformers' eager mask. Adding it to the scores makes padded keys' exp()
+    vanish; a row with no real key at all becomes uniform, identically in both libraries.
+    """
+    return np.where(attention_mask[:, None, None, :] != 0, 0, np.finfo(dtype).min).astype(dtype)
+
+
+class BertPreTrainedModel(Module):
+    """Base of every model class: owns config and dtype, initialises weights, loads and saves."""
+
+    base_model_prefix = ""  # "bert" for models with heads: their encoder lives under bert.
+    tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
+
+    def __init__(self, config: BertConfig, dtype=np.float32):
+        super().__init__()
+        if np.dtype(dtype) not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
+            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        config.validate()
+        self.config = config
+        self.dtype = np.dtype(dtype)
+
+    def post_init(self, seed: int | None) -> None:
+        """Initialise weights as transformers does and name the dropout layers.
+
+        ``seed=None`` leaves weights alone: the model is a part of a larger one that
+        initialises everything itself.
+        """
+        if seed is None:
+            return
+        self.init_weights(np.random.default_rng(seed))
+        for name, module in self.named_modules():
+            if isinstance(module, Dropout):
+                module.name = name
+        self.set_dropout_masks(GeneratorMasks(seed + 1))
+
+    def init_weights(self, rng: np.random.Generator) -> None:
+        """N(0, initializer_range) for Linear and Embedding weights, zero biases, LayerNorm (1, 0),
+        and a zero vector for the padding token; tied weights are drawn once."""
+        std = self.config.initializer_range
+        drawn: set[int] = set()
+        for _, module in self.named_modules():
+            if isinstance(module, (Linear, Embedding)) and id(module.weight) not in drawn:
+                drawn.add(id(module.weight))
+                w = module.weight.data
+                w[...] = rng.standard_normal(w.shape, dtype=w.dtype) * w.dtype.type(std)
+                if isinstance(module, Embedding) and module.padding_idx is not None:
+                    w[module.padding_idx] = 0
+            if isinstance(module, (Linear, LayerNorm)):
+                module.bias.data[...] = 0
+            if isinstance(module, LayerNorm):
+                module.weight.data[...] = 1
+        for name, param in self.named_parameters():
+            if name.endswith("predictions.bias"):
+                param.data[...] = 0
+
+    def set_dropout_masks(self, source: GeneratorMasks | KeyedMasks) -> None:
+        """Choose where dropout masks come from (KeyedMasks to share them with torch_bert)."""
+        for _, module in self.named_modules():
+            if isinstance(module, Dropout):
+                module.mask_source = source
+
+    def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        input_ids = np.asarray(input_ids)
+        attention_mask = None if attention_mask is None else np.asarray(attention_mask)
+        token_type_ids = (np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids))
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        return input_ids, attention_mask, token_type_ids
+
+    # ---- checkpoints -------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, dtype=np.float32, output_loading_info: bool = False,
+                        **kwargs):
+        """Load config.json + model.safetensors written by numpy_bert, torch_bert or transformers.
+
+        Tensors the file lacks but the model has (a new task head) are initialised and
+        listed; tensors of heads the model lacks are ignored and listed; anything else
+        missing, unexpected or mis-shaped is a ValueError.
+        """
+        config = BertConfig.from_pretrained(directory)
+        model = cls(config, dtype=dtype, **kwargs)
+        tensors = load_tensors(find_weights(directory))
+        params = dict(model.named_parameters())
+        aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, model.tied_weights)
+        for name, array in aligned.items():
+            params[name].data = np.array(array, dtype=model.dtype, copy=True)
+        return (model, info) if output_loading_info else model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json and model.safetensors (tied aliases omitted, as transformers does)."""
+        os.makedirs(directory, exist_ok=True)
+        save_tensors(os.path.join(directory, WEIGHTS_NAME), self.state_dict())
+        extra = {**self.config.extra, "architectures": [type(self).__name__]}
+        self.config.replace(extra=extra).save_pretrained(directory)

@@ -1,0 +1,26 @@
+"""Model outputs, named as transformers names them. Shared by both backends (they hold
+NumPy arrays in numpy_bert and tensors in torch_bert)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class BaseModelOutputWithPooling:
+    last_hidden_state: Any  # (B, T, C)
+    pooler_output: Any = None  # (B, C): tanh(dense(h[CLS])), None without a pooler
+    hidden_states: tuple | None = None  # embeddings output, then every layer's output
+    attentions: tuple | None = None  # per layer, (B, nh, T, T) attention probabilities
+
+
+@dataclass
+class BertForPreTrainingOutput:
+    loss: Any = None  # mlm_loss + nsp_loss, when both label arrays are given
+    prediction_logits: Any = None  # (B, T, V)
+    seq_relationship_logits: Any = None  # (B, 2): 0 = B follows A, 1 = B is random
+    mlm_loss: Any = None
+    nsp_loss: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None

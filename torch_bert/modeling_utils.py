@@ -1,0 +1,143 @@
+"""What every torch_bert model shares; the twin of numpy_bert/modeling_utils.py.
+
+Input checks, config and checkpoint files come from numpy_bert (shared pure-Python
+code lives once); this file adds what is PyTorch-specific.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from numpy_bert.checkpoint import WEIGHTS_NAME, align_to_model, find_weights, load_tensors, save_tensors
+from numpy_bert.config import BertConfig
+from numpy_bert.layers import GeneratorMasks, KeyedMasks
+from numpy_bert.modeling_utils import check_inputs, check_labels
+
+__all__ = ["BertPreTrainedModel", "Dropout", "additive_attention_mask", "check_labels"]
+
+
+def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) of 1/0 -> (B, 1, 1, T) of 0 / the dtype's most negative number (transformers' eager mask)."""
+    zero = torch.zeros((), dtype=dtype, device=attention_mask.device)
+    return torch.where(attention_mask[:, None, None, :] != 0, zero, torch.finfo(dtype).min)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that can instead take its masks from a numpy_bert mask source.
+
+    With ``mask_source`` set (a KeyedMasks), the mask for this module's n-th call is
+    the same array numpy_bert's twin module draws, so the two backends can be compared
+    with dropout on. Otherwise it is plain torch dropout.
+    """
+
+    def __init__(self, p: float):
+        super().__init__(p)
+        self.name = ""
+        self.mask_source: GeneratorMasks | KeyedMasks | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.mask_source is None:
+            return F.dropout(x, self.p, self.training)
+        keep = self.mask_source.keep_mask(self.name, tuple(x.shape), self.p)
+        scale = torch.from_numpy(keep).to(device=x.device, dtype=x.dtype) / (1 - self.p)
+        return x * scale
+
+
+class BertPreTrainedModel(nn.Module):
+    base_model_prefix = ""
+    tied_weights: dict[str, str] = {}
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    def post_init(self, seed: int | None, dtype: torch.dtype) -> None:
+        """Initialise weights as transformers does (drawn from torch's generator seeded with
+        ``seed``), name the dropout layers, and cast to ``dtype``. ``seed=None``: a sub-module."""
+        if seed is None:
+            return
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        generator = torch.Generator().manual_seed(seed)
+        std = self.config.initializer_range
+        drawn: set[int] = set()  # the tied decoder weight is the embedding: draw it once
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)) and id(module.weight) not in drawn:
+                    drawn.add(id(module.weight))
+                    module.weight.normal_(0.0, std, generator=generator)
+                    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                        module.weight[module.padding_idx] = 0
+                if isinstance(module, (nn.Linear, nn.LayerNorm)) and module.bias is not None:
+                    module.bias.zero_()
+                if isinstance(module, nn.LayerNorm):
+                    module.weight.fill_(1.0)
+        for name, module in self.named_modules():
+            if isinstance(module, Dropout):
+                module.name = name
+        self.to(dtype)
+
+    def set_dropout_masks(self, source: KeyedMasks | None) -> None:
+        """Take dropout masks from a numpy_bert mask source (None: torch's own RNG)."""
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.mask_source = source
+
+    def use_sdpa(self, enabled: bool = True) -> None:
+        """Compute attention with torch's fused scaled_dot_product_attention (no attention maps)."""
+        for module in self.modules():
+            if hasattr(module, "use_sdpa") and not callable(module.use_sdpa):
+                module.use_sdpa = enabled
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        return input_ids, attention_mask, token_type_ids
+
+    # ---- checkpoints -------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, dtype=torch.float32, output_loading_info: bool = False,
+                        **kwargs):
+        """Load config.json + model.safetensors (or a pytorch_model.bin, with weights_only=True)."""
+        config = BertConfig.from_pretrained(directory)
+        model = cls(config, dtype=dtype, **kwargs)
+        tensors = _read_weights(directory)
+        params = dict(model.named_parameters())
+        aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()},
+                                       model.tied_weights)
+        with torch.no_grad():
+            for name, array in aligned.items():
+                params[name].copy_(torch.from_numpy(np.asarray(array)))
+        return (model, info) if output_loading_info else model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json and model.safetensors, in the same layout numpy_bert and transformers use."""
+        os.makedirs(directory, exist_ok=True)
+        tensors = {name: p.detach().cpu().numpy() for name, p in self.named_parameters()}
+        save_tensors(os.path.join(directory, WEIGHTS_NAME), tensors)
+        extra = {**self.config.extra, "architectures": [type(self).__name__]}
+        self.config.replace(extra=extra).save_pretrained(directory)
+
+
+def _read_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """model.safetensors if present; else a legacy pytorch_model.bin, unpickled only as plain tensors."""
+    legacy = os.path.join(directory, "pytorch_model.bin")
+    if not os.path.isfile(os.path.join(directory, WEIGHTS_NAME)) and os.path.isfile(legacy):
+        try:
+            state = torch.load(legacy, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for corrupt or unsafe files
+            raise ValueError(f"{legacy} could not be read as plain tensors ({err})") from err
+        return {name: t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy() for name, t in state.items()}
+    return load_tensors(find_weights(directory))
