@@ -243,6 +243,9 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self.scale = None
             return x
+        if self.mask_source is None:
+            raise ValueError(f"dropout layer {self.name!r} has no mask source: a model sets one when it is "
+                             "built; a layer used on its own needs layer.mask_source = GeneratorMasks(seed)")
         keep = self.mask_source.keep_mask(self.name, x.shape, self.p)
         self.scale = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
         return x * self.scale

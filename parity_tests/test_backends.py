@@ -1,0 +1,146 @@
+"""numpy_bert against torch_bert: same weights, same inputs, same dropout masks.
+
+Losses, logits and every parameter's gradient are compared by name, with the worst
+tensor and the whole per-tensor table printed on failure (parity_tests/compare.py).
+Tolerances: relative error <= 1e-10 in float64, <= 1e-4 in float32.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import numpy_bert
+import torch_bert
+from numpy_bert import KeyedMasks
+
+from .builders import (
+    flatten_encoder_output,
+    outputs_and_gradients,
+    random_batch,
+    run_numpy,
+    run_torch,
+    to_torch,
+    twin_models,
+)
+from .compare import assert_close
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+@st.composite
+def configs(draw, min_hidden=1):
+    heads = draw(st.sampled_from([1, 2, 4]))
+    return numpy_bert.BertConfig(
+        vocab_size=draw(st.integers(5, 120)),
+        hidden_size=max(heads * draw(st.sampled_from([1, 2, 4, 8])), min_hidden),
+        num_hidden_layers=draw(st.integers(1, 3)),
+        num_attention_heads=heads,
+        intermediate_size=draw(st.integers(4, 40)),
+        hidden_act=draw(st.sampled_from(["gelu", "gelu_new"])),
+        max_position_embeddings=64,
+        type_vocab_size=draw(st.integers(1, 3)),
+        initializer_range=draw(st.sampled_from([0.02, 0.2, 0.5])),  # larger weights: GELU off its linear part
+        hidden_dropout_prob=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        attention_probs_dropout_prob=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        pad_token_id=0,
+    )
+
+
+def compare_step(config, batch, dtype, dropout_seed=None):
+    numpy_model, torch_model = twin_models(config, dtype=dtype, seed=1)
+    if dropout_seed is None:
+        numpy_model.eval(), torch_model.eval()
+    else:  # the two backends draw identical masks, keyed by module name and call count
+        numpy_model.set_dropout_masks(KeyedMasks(dropout_seed))
+        torch_model.set_dropout_masks(KeyedMasks(dropout_seed))
+    expected = outputs_and_gradients(*run_torch(torch_model, batch))
+    actual = outputs_and_gradients(*run_numpy(numpy_model, batch))
+    return assert_close(actual, expected, TOLERANCE[dtype], f"numpy_bert vs torch_bert ({np.dtype(dtype)})")
+
+
+@settings(max_examples=40, deadline=None)
+@given(config=configs(), batch=st.integers(1, 4), length=st.integers(1, 64), seed=st.integers(0, 2**32 - 1),
+       dropout=st.booleans(), fully_padded_row=st.booleans())
+def test_float64_parity(config, batch, length, seed, dropout, fully_padded_row):
+    rng = np.random.default_rng(seed)
+    inputs = random_batch(config, batch, length, rng, fully_padded_row=fully_padded_row and batch > 1)
+    compare_step(config, inputs, np.float64, dropout_seed=seed if dropout else None)
+
+
+# LayerNorm over C channels divides by their spread; with C = 2 its output is always +-1 and
+# the gradient through it is zero in exact arithmetic, pure rounding noise in float32. Such
+# widths are covered by the float64 test; float32 draws C >= 8.
+@settings(max_examples=15, deadline=None)
+@given(config=configs(min_hidden=8), batch=st.integers(1, 4), length=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
+def test_float32_parity(config, batch, length, seed):
+    inputs = random_batch(config, batch, length, np.random.default_rng(seed))
+    compare_step(config, inputs, np.float32, dropout_seed=seed)
+
+
+def test_float32_stays_float32():
+    """No silent upcasts: every output and gradient of a float32 model is float32."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=50, max_position_embeddings=16)
+    model = numpy_bert.BertForPreTraining(config, seed=0)
+    out, grads = run_numpy(model, random_batch(config, 2, 9, np.random.default_rng(0)))
+    arrays = {"loss": out.loss, "logits": out.prediction_logits, "nsp": out.seq_relationship_logits, **grads}
+    wrong = {name: a.dtype for name, a in arrays.items() if np.asarray(a).dtype != np.float32}
+    assert not wrong, f"not float32: {wrong}"
+
+
+def test_bert_model_outputs_and_attentions():
+    config = numpy_bert.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=24, max_position_embeddings=32)
+    numpy_model, torch_model = twin_models(config, cls_name="BertModel")
+    numpy_model.eval(), torch_model.eval()
+    batch = random_batch(config, 3, 12, np.random.default_rng(4))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    a = numpy_model(**inputs, output_attentions=True, output_hidden_states=True)
+    e = torch_model(**to_torch(inputs), output_attentions=True, output_hidden_states=True)
+    assert_close(flatten_encoder_output(a), flatten_encoder_output(e), 1e-10, "BertModel outputs")
+
+
+def test_checkpoints_cross_backends_both_ways():
+    """What either backend saves, the other loads to the same numbers."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    with tempfile.TemporaryDirectory() as folder:
+        torch_bert.BertForPreTraining(config, seed=5, dtype=torch.float64).save_pretrained(folder)
+        from_torch = numpy_bert.BertForPreTraining.from_pretrained(folder, dtype=np.float64)
+        from_torch.save_pretrained(os.path.join(folder, "again"))
+        back = torch_bert.BertForPreTraining.from_pretrained(os.path.join(folder, "again"), dtype=torch.float64)
+    original = torch_bert.BertForPreTraining(config, seed=5, dtype=torch.float64)
+    assert_close(dict(back.named_parameters()), dict(original.named_parameters()), 0.0, "torch -> numpy -> torch")
+    assert_close(from_torch.state_dict(), dict(original.named_parameters()), 0.0, "torch -> numpy")
+
+
+def test_sdpa_path_matches_eager():
+    """torch_bert's fused-attention path (for GPUs) computes the same function as the readable one."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    eager = torch_bert.BertForPreTraining(config, seed=2, dtype=torch.float64).eval()
+    fused = torch_bert.BertForPreTraining(config, seed=2, dtype=torch.float64).eval()
+    fused.use_sdpa()
+    batch = random_batch(config, 3, 17, np.random.default_rng(0))
+    a = outputs_and_gradients(*run_torch(fused, batch))
+    e = outputs_and_gradients(*run_torch(eager, batch))
+    assert_close(a, e, 1e-10, "sdpa vs eager")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_matches_cpu_float64():
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    numpy_model, torch_model = twin_models(config)
+    numpy_model.eval(), torch_model.eval()
+    torch_model.cuda()
+    batch = random_batch(config, 2, 16, np.random.default_rng(0))
+    torch_model.zero_grad()
+    out = torch_model(**{k: v.cuda() for k, v in to_torch(batch).items()})
+    out.loss.backward()
+    expected = outputs_and_gradients(out, {n: p.grad for n, p in torch_model.named_parameters()})
+    assert_close(outputs_and_gradients(*run_numpy(numpy_model, batch)), expected, 1e-10, "numpy vs cuda")
