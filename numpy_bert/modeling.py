@@ -26,6 +26,7 @@ import numpy as np
 from .config import BertConfig
 from .layers import (
     GELU,
+    IGNORE_INDEX,
     Dropout,
     Embedding,
     LayerNorm,
@@ -363,23 +364,35 @@ class BertForPreTraining(BertPreTrainedModel):
         next_sentence_label: np.ndarray | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        labelled_positions_only: bool = False,
     ) -> BertForPreTrainingOutput:
+        """With ``labelled_positions_only`` (training), MLM logits are computed only where
+        labels != -100, as the original BERT gathers them: prediction_logits is then
+        (N labelled, V) instead of (B, T, V), and the loss is unchanged. With a 30k
+        vocabulary the full (B, T, V) projection would dominate the step's compute."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T = encoded.last_hidden_state.shape[:2]
-        prediction_logits = self.cls.predictions(encoded.last_hidden_state)  # (B, T, V)
+        hidden = encoded.last_hidden_state  # (B, T, C)
+        B, T, C = self.sequence_shape = hidden.shape
+        if labels is not None:
+            check_labels(labels, (B, T), self.config.vocab_size, "labels")
+        self.selected = None
+        if labelled_positions_only and labels is not None:
+            self.selected = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)  # (N,)
+            hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
+        prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
         self.loss_grads = None
         mlm_loss = nsp_loss = loss = None
         if labels is not None:
-            check_labels(labels, (B, T), self.config.vocab_size, "labels")
-            mlm_loss, d_mlm = cross_entropy(prediction_logits.reshape(B * T, -1), labels.reshape(-1))
+            flat_labels = labels.reshape(-1) if self.selected is None else labels.reshape(-1)[self.selected]
+            mlm_loss, d_mlm = cross_entropy(prediction_logits.reshape(len(flat_labels), -1), flat_labels)
         if next_sentence_label is not None:
             check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
             nsp_loss, d_nsp = cross_entropy(nsp_logits, next_sentence_label)
         if mlm_loss is not None and nsp_loss is not None:
             loss = mlm_loss + nsp_loss
-            self.loss_grads = (d_mlm.reshape(B, T, -1), d_nsp)
+            self.loss_grads = (d_mlm.reshape(prediction_logits.shape), d_nsp)
         return BertForPreTrainingOutput(
             loss=loss, prediction_logits=prediction_logits, seq_relationship_logits=nsp_logits,
             mlm_loss=mlm_loss, nsp_loss=nsp_loss,
@@ -392,7 +405,14 @@ class BertForPreTraining(BertPreTrainedModel):
             raise ValueError("backward() needs a forward call with labels and next_sentence_label (a loss)")
         d_logits, d_nsp = self.loss_grads
         self.zero_grad()
-        d_sequence = self.cls.predictions.backward(d_logits)  # also adds the decoder's dE
+        d_hidden = self.cls.predictions.backward(d_logits)  # also adds the decoder's dE
+        if self.selected is None:
+            d_sequence = d_hidden  # (B, T, C)
+        else:  # scatter the N gathered rows back; unlabelled positions get no MLM gradient
+            B, T, C = self.sequence_shape
+            d_sequence = np.zeros((B * T, C), dtype=d_hidden.dtype)
+            d_sequence[self.selected] = d_hidden
+            d_sequence = d_sequence.reshape(B, T, C)
         d_pooled = self.cls.seq_relationship.backward(d_nsp)
         self.bert.accumulate_backward(d_sequence, d_pooled)
         return self.gradients()

@@ -52,8 +52,9 @@ def random_batch(config: numpy_bert.BertConfig, batch: int, length: int, rng: np
     )
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def to_torch(batch: dict) -> dict:
+    """Arrays become tensors; flags (labelled_positions_only) pass through."""
+    return {k: v if isinstance(v, bool) else torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
 
 def torch_gradients(model) -> dict[str, torch.Tensor]:

@@ -144,3 +144,18 @@ def test_cuda_matches_cpu_float64():
     out.loss.backward()
     expected = outputs_and_gradients(out, {n: p.grad for n, p in torch_model.named_parameters()})
     assert_close(outputs_and_gradients(*run_numpy(numpy_model, batch)), expected, 1e-10, "numpy vs cuda")
+
+
+@settings(max_examples=10, deadline=None)
+@given(config=configs(), batch=st.integers(1, 4), length=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_labelled_positions_only_same_loss_and_gradients(config, batch, length, seed):
+    """Gathering the labelled positions before the vocabulary projection changes nothing but the cost."""
+    inputs = random_batch(config, batch, length, np.random.default_rng(seed))
+    numpy_model, torch_model = twin_models(config, seed=seed % 1000)
+    numpy_model.eval(), torch_model.eval()
+    full = outputs_and_gradients(*run_numpy(numpy_model, inputs))
+    counted = inputs["labels"].reshape(-1) != -100
+    full["prediction_logits"] = full["prediction_logits"].reshape(-1, config.vocab_size)[counted]
+    gathered = {**inputs, "labelled_positions_only": True}
+    assert_close(outputs_and_gradients(*run_numpy(numpy_model, gathered)), full, 1e-12, "numpy gathered")
+    assert_close(outputs_and_gradients(*run_torch(torch_model, gathered)), full, 1e-10, "torch gathered")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import BertConfig
+from numpy_bert.layers import IGNORE_INDEX
 from numpy_bert.outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
 
 from .modeling_utils import BertPreTrainedModel, Dropout, additive_attention_mask, check_labels
@@ -248,16 +249,24 @@ class BertForPreTraining(BertPreTrainedModel):
         next_sentence_label: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        labelled_positions_only: bool = False,
     ) -> BertForPreTrainingOutput:
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T = encoded.last_hidden_state.shape[:2]
-        prediction_logits = self.cls.predictions(encoded.last_hidden_state)  # (B, T, V)
+        hidden = encoded.last_hidden_state  # (B, T, C)
+        B, T, C = hidden.shape
+        flat_labels = None
+        if labels is not None:
+            check_labels(labels, (B, T), self.config.vocab_size, "labels")
+            flat_labels = labels.reshape(-1)
+        if labelled_positions_only and labels is not None:
+            selected = torch.nonzero(flat_labels != IGNORE_INDEX).squeeze(1)  # (N,)
+            hidden, flat_labels = hidden.reshape(B * T, C)[selected], flat_labels[selected]  # (N, C), (N,)
+        prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
         mlm_loss = nsp_loss = loss = None
         if labels is not None:
-            check_labels(labels, (B, T), self.config.vocab_size, "labels")
-            mlm_loss = F.cross_entropy(prediction_logits.reshape(B * T, -1), labels.reshape(-1))
+            mlm_loss = F.cross_entropy(prediction_logits.reshape(len(flat_labels), -1), flat_labels)
         if next_sentence_label is not None:
             check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
             nsp_loss = F.cross_entropy(nsp_logits, next_sentence_label)
