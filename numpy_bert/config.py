@@ -127,6 +127,8 @@ class BertConfig:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> BertConfig:
+        if not os.path.isdir(directory):
+            raise ValueError(f"checkpoint folder {os.fspath(directory)!r} does not exist")
         path = os.path.join(directory, "config.json")
         if not os.path.isfile(path):
             raise ValueError(f"no config.json in {os.fspath(directory)!r}")
