@@ -29,6 +29,9 @@ SAFETENSORS_METADATA = {"format": "pt"}
 # ignored when the model has no such head. Anything else missing or unexpected is
 # an error: a checkpoint with holes in its encoder is broken, not "partially loaded".
 HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "bert.pooler.", "pooler.")
+# Buffers that older transformers versions saved with the weights (index tables, not
+# parameters); transformers ignores them on load, and so do we.
+IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 # Old TensorFlow-era names that transformers still renames on load.
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
@@ -129,8 +132,8 @@ def align_to_model(
             key = "bert." + key
         elif file_has_prefix and not model_has_prefix and key.startswith("bert."):
             key = key[len("bert."):]
-        if key in tied_aliases:
-            continue  # the same storage as tied_aliases[key], which the file also holds
+        if key in tied_aliases or key.endswith(IGNORED_BUFFERS):
+            continue  # a tied alias (same storage as tied_aliases[key]) or an index buffer
         if key not in model_shapes:
             info.unexpected_keys.append(name)
             continue
