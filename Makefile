@@ -15,3 +15,6 @@ test: setup lint
 
 lint: setup
 	$(PY) -m ruff check .
+
+notebooks: setup  # rebuild and re-execute the notebooks defined in notebooks/_build.py
+	$(PY) notebooks/_build.py

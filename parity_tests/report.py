@@ -18,9 +18,6 @@ import os
 import statistics
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -104,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="runs/parity-report")
     args = parser.parse_args(argv)
+    plt.switch_backend("Agg")  # files only; set here, not at import, so notebooks keep inline plots
     os.makedirs(args.out, exist_ok=True)
 
     config = numpy_bert.BertConfig.from_preset(args.config, initializer_range=0.1)

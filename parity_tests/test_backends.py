@@ -74,14 +74,33 @@ def test_float64_parity(config, batch, length, seed, dropout, fully_padded_row):
     compare_step(config, inputs, np.float64, dropout_seed=seed if dropout else None)
 
 
-# LayerNorm over C channels divides by their spread; with C = 2 its output is always +-1 and
-# the gradient through it is zero in exact arithmetic, pure rounding noise in float32. Such
-# widths are covered by the float64 test; float32 draws C >= 8.
+# In float32 each backend carries its own rounding error, and two such results can sit on
+# opposite sides of the exact value: comparing them to each other doubles the error. So each
+# float32 backend is held to the tolerance against the float64 result for the *same* weights
+# (the honest measure of float32 accuracy), and the direct numpy-vs-torch comparison is made
+# at BERT's standard initialisation below. LayerNorm over C channels divides by their spread;
+# with C = 2 its output is always +-1 and the gradient through it is pure rounding noise in
+# float32: such widths are covered by the float64 test, float32 draws C >= 8.
 @settings(max_examples=15, deadline=None)
-@given(config=configs(min_hidden=8), batch=st.integers(1, 4), length=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
+@given(config=configs(min_hidden=8), batch=st.integers(1, 4), length=st.integers(1, 64),
+       seed=st.integers(0, 2**32 - 1))
 def test_float32_parity(config, batch, length, seed):
     inputs = random_batch(config, batch, length, np.random.default_rng(seed))
-    compare_step(config, inputs, np.float32, dropout_seed=seed)
+    numpy_model, torch_model = twin_models(config, dtype=np.float32, seed=1)
+    exact = numpy_bert.BertForPreTraining(config, seed=0, dtype=np.float64)
+    exact.load_state_dict({k: v.astype(np.float64) for k, v in numpy_model.state_dict().items()})
+    for model in (numpy_model, torch_model, exact):
+        model.set_dropout_masks(KeyedMasks(seed))
+    truth = outputs_and_gradients(*run_numpy(exact, inputs))
+    assert_close(outputs_and_gradients(*run_numpy(numpy_model, inputs)), truth, TOLERANCE[np.float32],
+                 "numpy_bert float32 vs float64")
+    assert_close(outputs_and_gradients(*run_torch(torch_model, inputs)), truth, TOLERANCE[np.float32],
+                 "torch_bert float32 vs float64")
+
+
+def test_float32_numpy_vs_torch_at_standard_init():
+    config = numpy_bert.BertConfig.from_preset("mini", vocab_size=1000, max_position_embeddings=128)
+    compare_step(config, random_batch(config, 4, 128, np.random.default_rng(0)), np.float32, dropout_seed=3)
 
 
 def test_float32_stays_float32():

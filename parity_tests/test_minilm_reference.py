@@ -100,3 +100,17 @@ def test_tokenizer_matches_on_these_sentences(minilm):
     ours = BertTokenizer.from_pretrained(folder)(SENTENCES, padding=True, return_tensors="np")
     for key, value in encoded.items():
         np.testing.assert_array_equal(ours[key], value, err_msg=key)
+
+
+def test_command_line_embed_and_similarity(tmp_path, capsys):
+    from numpy_bert.cli import main
+
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("The weather is nice.\nUse sorted() or list.sort().\n", encoding="utf-8")
+    assert main(["similarity", "minilm", "How do I sort a list?", "--file", str(sentences)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("Use sorted() or list.sort().") and len(lines) == 2
+    assert main(["embed", "minilm", "hello world", "--file", str(sentences), "--out", str(tmp_path / "v.npy")]) == 0
+    assert np.load(tmp_path / "v.npy").shape == (3, 384)
+    assert main(["embed", "minilm"]) == 2  # no sentences: a message, not a traceback
+    assert "no sentences" in capsys.readouterr().err

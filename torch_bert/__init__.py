@@ -2,6 +2,8 @@
 
 from numpy_bert.config import PRESETS, BertConfig
 
+from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .modeling import BertForPreTraining, BertModel
 
-__all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertModel"]
+__all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
+           "BertForTokenClassification", "BertModel"]

@@ -1,0 +1,309 @@
+"""The command line shared by ``python -m numpy_bert`` and ``python -m torch_bert``.
+
+    python -m numpy_bert train --out runs/np-tiny [--config tiny --steps 2000 ...]
+    python -m numpy_bert train --out runs/np-tiny --resume
+    python -m numpy_bert eval runs/np-tiny
+    python -m numpy_bert fill-mask runs/np-tiny "A list is a mutable [MASK]." --top-k 5
+    python -m numpy_bert finetune ... / demo-data ...   (numpy_bert/finetune.py)
+    python -m numpy_bert embed minilm "text" ... / similarity minilm "query" "text" ...
+                                                        (numpy_bert/sentence_embeddings.py)
+
+The parser is built here once; a backend (``NumpyBackend`` or torch_bert's
+``TorchBackend``) adds its own options (torch: ``--device``, ``--precision``) and
+does the computing. ``eval`` and ``fill-mask`` read any folder with config.json,
+model.safetensors and vocab.txt: a run of either backend, one of its checkpoints,
+or a BertForPreTraining saved by transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import PRESETS
+from .finetune import FINETUNE_COMMANDS, add_finetune_commands, check_finetune_arguments, run_finetune_command
+from .inference import evaluate, fill_mask, format_fill_mask, format_metrics
+from .run_folder import RunFolder
+from .sentence_embeddings import EMBEDDING_COMMANDS, add_embedding_commands, run_embedding_command
+from .tokenization import BertTokenizer
+from .training import (
+    MASKING_STRATEGIES,
+    NumpyBackend,
+    Trainer,
+    TrainingDiverged,
+    load_corpus_splits,
+    resolve_run_arguments,
+    validation_batches,
+)
+
+# ---- argument types: a bad value is reported by argparse, with the option's name ----
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def decay_factor(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+# ---- the parser -------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where the help text explains it (None), on/off
+    switches (BooleanOptionalAction shows its own) and --nsp/--sop."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool) or action.const is not None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` options; the defaults give a tiny BERT on the embedded corpus in minutes."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run folder (created; see numpy_bert/run_folder.py)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its latest checkpoint, with its saved arguments")
+    run.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order, masks and dropout")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                     help="show a progress bar on stderr (default: on)")
+    run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                     help="redraw plots/*.png at every evaluation; matplotlib takes a second or two (default: on)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--config", default="tiny",
+                       help=f"a preset ({', '.join(PRESETS)}) or a folder holding a config.json")
+    model.add_argument("--dropout", type=probability, default=None,
+                       help="overrides both dropout rates of the config (default: the config's, 0.1)")
+    model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="parameter dtype (float64: for exactness checks, slower)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--corpus", default=None,
+                      help="a UTF-8 text file (blank lines between documents) or a folder of .txt files "
+                           "(default: the embedded corpus of Python's documentation)")
+    data.add_argument("--vocab-size", type=positive_int, default=8192,
+                      help="size of the WordPiece vocabulary trained on the corpus (saved in the run folder)")
+    data.add_argument("--seq-len", type=positive_int, default=128, help="maximum tokens per sentence pair")
+    data.add_argument("--batch-size", type=positive_int, default=32, help="sentence pairs per micro-batch")
+    data.add_argument("--masking", choices=tuple(MASKING_STRATEGIES), default="dynamic",
+                      help="dynamic: fresh token masks every time (RoBERTa); static: the same mask for a pair "
+                           "every epoch (BERT); whole-word; span (SpanBERT)")
+    task = data.add_mutually_exclusive_group()
+    task.add_argument("--nsp", dest="task", action="store_const", const="nsp",
+                      help="next-sentence prediction (BERT; the default)")
+    task.add_argument("--sop", dest="task", action="store_const", const="sop",
+                      help="sentence-order prediction (ALBERT)")
+    parser.set_defaults(task="nsp")
+
+    optim = parser.add_argument_group("optimization")
+    optim.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps")
+    optim.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    optim.add_argument("--warmup", type=non_negative_float, default=0.1,
+                       help="warm-up: a fraction of --steps if below 1, else a number of steps")
+    optim.add_argument("--weight-decay", type=non_negative_float, default=0.01,
+                       help="AdamW's decoupled weight decay (never on biases and LayerNorm)")
+    optim.add_argument("--layerwise-lr-decay", type=decay_factor, default=None,
+                       help="multiply the lr by this per layer from the top down (default: off)")
+    optim.add_argument("--clip", type=non_negative_float, default=1.0,
+                       help="clip the global gradient norm to this (0: no clipping)")
+    optim.add_argument("--grad-accum", type=positive_int, default=1,
+                       help="micro-batches per optimizer step (batch = batch-size x grad-accum)")
+
+    schedule = parser.add_argument_group("logging, evaluation, checkpoints")
+    schedule.add_argument("--log-every", type=positive_int, default=10, help="steps per metrics.jsonl row")
+    schedule.add_argument("--eval-every", type=positive_int, default=200, help="steps between evaluations")
+    schedule.add_argument("--eval-batches", type=positive_int, default=20,
+                          help="validation batches per evaluation (fixed and seeded)")
+    schedule.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
+
+
+def add_evaluation_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where held-out data comes from; by default what the run folder's args.json says."""
+    parser.add_argument("--corpus", default=None,
+                        help="corpus whose validation split to use (default: the run's, else the embedded one)")
+    parser.add_argument("--seq-len", type=positive_int, default=None, help="default: the run's, else 128")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's, else 32")
+    parser.add_argument("--max-batches", type=positive_int, default=None,
+                        help="evaluate on this many batches (default: the run's --eval-batches, else all)")
+    task = parser.add_mutually_exclusive_group()
+    task.add_argument("--nsp", dest="task", action="store_const", const="nsp", help="next-sentence pairs")
+    task.add_argument("--sop", dest="task", action="store_const", const="sop", help="sentence-order pairs")
+
+
+def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and its sub-parsers by command."""
+    formatter = HelpFormatter
+    parser = argparse.ArgumentParser(prog=f"python -m {backend.name}",
+                                     description=f"Pre-train, evaluate and use a Mini-BERT with {backend.name}.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = {
+        "train": commands.add_parser("train", help="pre-train with MLM + NSP/SOP", formatter_class=formatter,
+                                     description="Pre-train BERT (masked LM + next-sentence or sentence-order "
+                                                 "prediction) into a run folder."),
+        "eval": commands.add_parser("eval", help="held-out MLM accuracy, perplexity and NSP accuracy",
+                                    formatter_class=formatter,
+                                    description="Evaluate a run folder (or any BertForPreTraining folder) on "
+                                                "held-out data; prints the metrics, then the same as JSON."),
+        "fill-mask": commands.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence",
+                                         formatter_class=formatter,
+                                         description="Print the most likely tokens for each [MASK] in TEXT."),
+    }
+    add_train_arguments(sub["train"])
+    sub["eval"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
+    add_evaluation_data_arguments(sub["eval"])
+    sub["fill-mask"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
+    sub["fill-mask"].add_argument("text", help='text with one or more [MASK], e.g. "A list is a mutable [MASK]."')
+    sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per [MASK]")
+    sub.update(add_finetune_commands(commands, formatter))
+    for command, subparser in sub.items():
+        if command != "demo-data":  # the one command that computes nothing with a model
+            backend.add_arguments(subparser, command)
+    if backend.name == "numpy_bert":  # sentence embeddings: pure NumPy, so only under numpy_bert
+        sub.update(add_embedding_commands(commands, formatter))
+    return parser, sub
+
+
+def check_train_arguments(args: argparse.Namespace) -> str | None:
+    """Problems argparse's types cannot see, as a message (None: all is well)."""
+    if args.warmup >= 1 and args.warmup != int(args.warmup):
+        return f"--warmup {args.warmup}: a value of 1 or more is a number of steps and must be whole"
+    if args.seq_len < 8:
+        return f"--seq-len {args.seq_len} is too short for [CLS] A [SEP] B [SEP]; use at least 8"
+    if args.config not in PRESETS and not (Path(args.config) / "config.json").is_file():
+        return f"--config {args.config!r} is neither a preset ({', '.join(PRESETS)}) nor a folder with a config.json"
+    return None
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The options that ``argv`` sets, as opposed to those left at their defaults.
+
+    argparse fills in a default only for attributes the namespace lacks, so parsing
+    into a namespace pre-filled with a marker shows which ones the command line set.
+    """
+    unset = object()
+    prefilled = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parsed = parser.parse_args(argv, prefilled)
+    return {name for name, value in vars(parsed).items() if value is not unset}
+
+
+# ---- the commands -----------------------------------------------------------------------
+
+
+def train_command(args: argparse.Namespace, explicit: set[str], backend) -> int:
+    args = resolve_run_arguments(args, explicit)
+    problem = backend.check_arguments(args)  # again: a resumed run's saved options meet today's --device
+    if problem:
+        raise ValueError(problem)
+    Trainer(args, backend).train()
+    return 0
+
+
+def _run_arguments(folder: Path) -> dict:
+    """The args.json of a run folder, or of the run a checkpoint folder belongs to; {} for others."""
+    for candidate in (folder, folder.parent):
+        if RunFolder(candidate).has_run():
+            return RunFolder(candidate).read_args()
+    return {}
+
+
+def eval_command(args: argparse.Namespace, backend) -> int:
+    """Held-out metrics of a model folder, on the validation split of the run's corpus."""
+    folder = Path(args.run)
+    saved = _run_arguments(folder)
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    loaded = backend.from_pretrained(folder, args)
+    corpus = args.corpus or saved.get("corpus")
+    _, validation = load_corpus_splits(corpus)
+    batches = validation_batches(validation, tokenizer, args.seq_len or saved.get("seq_len", 128),
+                                 args.batch_size or saved.get("batch_size", 32),
+                                 args.task or saved.get("task", "nsp"),
+                                 args.max_batches or saved.get("eval_batches"))
+    metrics = evaluate(loaded.predict, batches)
+    print(f"{folder}: {len(batches)} validation batches of {validation.name} ({metrics['pairs']} pairs, "
+          f"{metrics['masked_tokens']} masked tokens)")
+    print(format_metrics(metrics))
+    print(json.dumps(metrics))
+    return 0
+
+
+def fill_mask_command(args: argparse.Namespace, backend) -> int:
+    folder = Path(args.run)
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    loaded = backend.from_pretrained(folder, args)
+    predictions = fill_mask(loaded.predict, tokenizer, args.text, args.top_k,
+                            max_length=loaded.model.config.max_position_embeddings)
+    print(format_fill_mask(args.text, predictions))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, backend=None) -> int:
+    """Parse ``argv`` and run the command with ``backend``; returns the exit status.
+
+    Exit status: 0 done, 1 training diverged (NaN/inf), 2 bad arguments or inputs
+    (a message on stderr, no traceback), 130 interrupted.
+    """
+    backend = backend or NumpyBackend
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, sub = build_parser(backend)
+    args = parser.parse_args(argv)
+    problem = None
+    if args.command == "train":
+        problem = check_train_arguments(args)
+    elif args.command == "finetune":
+        problem = check_finetune_arguments(args)
+    if args.command not in ("demo-data", *EMBEDDING_COMMANDS):
+        problem = problem or backend.check_arguments(args)
+    if problem:
+        sub[args.command].error(problem)
+    try:
+        if args.command == "train":
+            return train_command(args, explicit_options(sub["train"], argv[1:]), backend)
+        if args.command == "eval":
+            return eval_command(args, backend)
+        if args.command in FINETUNE_COMMANDS:
+            return run_finetune_command(args, backend)
+        if args.command in EMBEDDING_COMMANDS:
+            return run_embedding_command(args)
+        return fill_mask_command(args, backend)
+    except ValueError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"{parser.prog} {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog} {args.command}: interrupted; continue a training run with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,91 @@
+"""Training curves from metrics.jsonl, as PNG files: loss, accuracy, perplexity, learning rate.
+
+Figures are drawn with matplotlib's object-oriented API (``Figure``, no ``pyplot``), so
+plotting never changes the global backend of a notebook or opens a window, and each
+PNG is written atomically, so a viewer never shows half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_bytes
+
+
+def _series(rows: Sequence[dict[str, Any]], split: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` in the rows of one split, skipping rows without it."""
+    points = [(row["step"], row[key]) for row in rows if row.get("split") == split and row.get(key) is not None]
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def _save(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _figure(title: str, ylabel: str):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2))
+    figure.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.12)  # fixed margins: no layout engine to run
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
+def _plot(axes, steps: list[int], values: list[float], label: str, marker: str | None = None) -> bool:
+    if not steps:
+        return False
+    axes.plot(steps, values, label=label, marker=marker, markersize=4)
+    return True
+
+
+def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, title: str = "") -> list[Path]:
+    """Draw the curves of ``rows`` (metrics.jsonl) into ``folder``; returns the PNG paths.
+
+    * loss.png: train loss, its MLM part, and validation loss (cross-entropy, nats);
+    * accuracy.png: validation MLM and next-sentence accuracy;
+    * perplexity.png: validation MLM perplexity, exp(MLM loss), on a log scale;
+    * learning_rate.png: the schedule (warm-up, then linear decay).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"{title}: " if title else ""
+    written = []
+
+    figure, axes = _figure(prefix + "pre-training loss", "cross-entropy (nats)")
+    _plot(axes, *_series(rows, "train", "loss"), "train loss (MLM + NSP)")
+    _plot(axes, *_series(rows, "train", "mlm_loss"), "train MLM loss")
+    _plot(axes, *_series(rows, "validation", "loss"), "validation loss (MLM + NSP)", marker="o")
+    _plot(axes, *_series(rows, "validation", "mlm_loss"), "validation MLM loss", marker="o")
+    axes.legend()
+    written.append(folder / "loss.png")
+    _save(figure, written[-1])
+
+    figure, axes = _figure(prefix + "validation accuracy", "accuracy")
+    _plot(axes, *_series(rows, "validation", "mlm_accuracy"), "masked-token accuracy (MLM)", marker="o")
+    _plot(axes, *_series(rows, "validation", "nsp_accuracy"), "next-sentence accuracy (NSP/SOP)", marker="o")
+    axes.set_ylim(0, 1)
+    axes.legend()
+    written.append(folder / "accuracy.png")
+    _save(figure, written[-1])
+
+    figure, axes = _figure(prefix + "validation MLM perplexity", "perplexity (log scale)")
+    if _plot(axes, *_series(rows, "validation", "perplexity"), "validation perplexity", marker="o"):
+        axes.set_yscale("log")
+    written.append(folder / "perplexity.png")
+    _save(figure, written[-1])
+
+    figure, axes = _figure(prefix + "learning rate", "learning rate")
+    _plot(axes, *_series(rows, "train", "lr"), "learning rate")
+    written.append(folder / "learning_rate.png")
+    _save(figure, written[-1])
+    return written

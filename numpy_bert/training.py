@@ -1,0 +1,513 @@
+"""Pre-training BERT: the data, the training loop, checkpoints, and the NumPy backend.
+
+The loop is written once, for both backends. A *backend* (:class:`NumpyBackend` here,
+``torch_bert.training.TorchBackend`` for PyTorch) owns a model and its optimizer and
+does the steps that need them; the :class:`Trainer` does everything else::
+
+    for step in 1 .. steps:
+        batches = the next grad_accum micro-batches of the example stream
+        losses = backend.forward_backward(batches)    # gradients of the mean loss, summed over micro-batches
+        stop if losses["loss"] is not finite           # before the update: the weights stay good
+        grad_norm = backend.clip_gradients(clip)        # global L2 norm, before clipping
+        backend.optimizer_step()                       # AdamW, and the lr schedule moves on
+        every log_every steps: a row in metrics.jsonl   (means over the steps since the last row)
+        every eval_every steps: validation metrics      (the same fixed batches every time)
+        every checkpoint_every steps: a checkpoint      (see numpy_bert/run_folder.py)
+
+A backend also provides: ``create(config, args)`` (a fresh model with its optimizer)
+and ``from_pretrained(folder, args)`` (a model to use); ``predict`` (MLM logits at the
+masked positions and NSP logits, for evaluation and fill-mask); ``save_model`` /
+``load_model`` and ``training_state`` / ``load_training_state`` (optimizer moments and
+RNG states, for checkpoints); ``add_arguments`` / ``check_arguments`` (its command-line
+options); ``name`` and ``scales_loss`` (fp16 loss scaling, which skips overflowing
+steps rather than failing). Nothing in this file imports torch.
+
+Why the NumPy run resumes *bitwise*: everything that decides the next step is
+saved - the weights and AdamW moments (exactly, in safetensors), the step counts,
+the position in the example stream and its masking generator, the dropout
+generator, and the running sums of the metrics window - and NumPy does the same
+arithmetic in the same order when given the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import WEIGHTS_NAME, load_tensors, save_tensors
+from .config import PRESETS, BertConfig
+from .corpus import Corpus, load_corpus, load_default_corpus
+from .fast import FastBertForPreTraining
+from .inference import evaluate, format_metrics
+from .layers import GeneratorMasks
+from .masking import MaskingCollator
+from .modeling import BertForPreTraining
+from .optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
+from .plots import plot_metrics
+from .pretraining_data import ExampleBuilder, ExampleStream, fixed_batches
+from .run_folder import STATE_JSON_NAME, STATE_TENSORS_NAME, RunFolder, write_json
+from .tokenization import VOCAB_NAME, BertTokenizer
+from .wordpiece_trainer import train_wordpiece_vocab
+
+# Validation batches are drawn with this seed whatever the run's --seed, so that
+# validation numbers are comparable across runs, seeds and backends.
+VALIDATION_SEED = 1234
+# The masking CLI choices: which MaskingCollator strategy, and whether masks are static.
+MASKING_STRATEGIES = {"dynamic": "token", "static": "token", "whole-word": "whole_word", "span": "span"}
+# Next-sentence prediction draws its random B segments from another document, so
+# each split needs at least two.
+MIN_DOCUMENTS_PER_SPLIT = 2
+# Arguments that may differ when a run is resumed: they do not change what is computed.
+RESUMABLE_CHANGES = frozenset({"resume", "progress", "plots", "device", "checkpoint_every"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the gradient norm) stopped being a finite number."""
+
+
+# =============================================================================
+# Data: corpus splits, vocabulary, example streams
+# =============================================================================
+
+
+def load_corpus_splits(path: str | os.PathLike | None) -> tuple[Corpus, Corpus]:
+    """(train, validation) parts of ``path`` (a text file or folder), or of the embedded corpus."""
+    corpus = load_default_corpus() if path is None else load_corpus(path)
+    return split_corpus(corpus)
+
+
+def split_corpus(corpus: Corpus) -> tuple[Corpus, Corpus]:
+    """Split by document: the corpus module's stable hash of titles (5% validation).
+
+    A small corpus can end up with (almost) no validation documents that way; it
+    then holds out every k-th document instead (k <= 20), which is just as
+    deterministic.
+    """
+    train, validation = corpus.split("train"), corpus.split("validation")
+    if len(train) >= MIN_DOCUMENTS_PER_SPLIT and len(validation) >= MIN_DOCUMENTS_PER_SPLIT:
+        return train, validation
+    if len(corpus) < 2 * MIN_DOCUMENTS_PER_SPLIT:
+        raise ValueError(f"corpus {corpus.name!r} has {len(corpus)} document(s); pre-training needs at least "
+                         f"{2 * MIN_DOCUMENTS_PER_SPLIT} (separate documents with blank lines)")
+    every = min(20, len(corpus) // MIN_DOCUMENTS_PER_SPLIT)
+    held_out = [i % every == every - 1 for i in range(len(corpus))]
+    return (Corpus([d for d, h in zip(corpus, held_out) if not h], name=f"{corpus.name}/train"),
+            Corpus([d for d, h in zip(corpus, held_out) if h], name=f"{corpus.name}/validation"))
+
+
+def train_tokenizer(corpus: Corpus, vocab_size: int) -> BertTokenizer:
+    """A WordPiece vocabulary learned from the training split (never from validation text)."""
+    return BertTokenizer(vocab=train_wordpiece_vocab(corpus.texts(), vocab_size))
+
+
+def make_collator(tokenizer: BertTokenizer, masking: str = "dynamic", seed: int = 0) -> MaskingCollator:
+    """The MLM masking collator for a ``--masking`` choice (15% of tokens, BERT's 80/10/10)."""
+    return MaskingCollator(tokenizer, strategy=MASKING_STRATEGIES[masking],
+                           static_seed=seed if masking == "static" else None)
+
+
+def training_stream(corpus: Corpus, tokenizer: BertTokenizer, args: argparse.Namespace) -> ExampleStream:
+    """Endless masked batches of sentence pairs (NSP or SOP), resumable to the batch."""
+    builder = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=args.seq_len, task=args.task)
+    return ExampleStream(builder, make_collator(tokenizer, args.masking, args.seed), args.batch_size, seed=args.seed)
+
+
+def validation_batches(corpus: Corpus, tokenizer: BertTokenizer, seq_len: int, batch_size: int,
+                       task: str = "nsp", max_batches: int | None = None) -> list[dict[str, np.ndarray]]:
+    """A fixed list of masked validation batches: one seeded epoch, cut to ``max_batches``.
+
+    Always token-level dynamic masking drawn with :data:`VALIDATION_SEED`, so that the
+    numbers mean the same thing whatever masking a run was trained with.
+    """
+    builder = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=seq_len, task=task)
+    batches = fixed_batches(builder, make_collator(tokenizer), batch_size, seed=VALIDATION_SEED)
+    return batches[:max_batches]
+
+
+# =============================================================================
+# Model configuration and the learning-rate schedule
+# =============================================================================
+
+
+def model_config(args: argparse.Namespace, vocab_size: int) -> BertConfig:
+    """``--config`` (a preset name, or a folder with a config.json) with the vocabulary's size
+    and ``--dropout`` filled in."""
+    overrides: dict[str, Any] = {"vocab_size": vocab_size}
+    if args.dropout is not None:
+        overrides.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    if args.config in PRESETS:
+        config = BertConfig.from_preset(args.config, **overrides)
+    else:
+        config = BertConfig.from_pretrained(args.config).replace(**overrides)
+    if args.seq_len > config.max_position_embeddings:
+        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_position_embeddings "
+                         f"({config.max_position_embeddings})")
+    return config
+
+
+def lr_schedule(args: argparse.Namespace) -> LinearWarmupDecay:
+    """Linear warm-up then linear decay to 0 over ``--steps``; ``--warmup`` below 1 is a fraction."""
+    warmup = round(args.warmup * args.steps) if args.warmup < 1 else int(args.warmup)
+    return LinearWarmupDecay(warmup, args.steps)
+
+
+def mean_losses(per_batch: list[tuple[float, float, float]]) -> dict[str, float]:
+    """Mean (loss, mlm_loss, nsp_loss) over micro-batches, as Python floats."""
+    return {key: sum(row[i] for row in per_batch) / len(per_batch)
+            for i, key in enumerate(("loss", "mlm_loss", "nsp_loss"))}
+
+
+# =============================================================================
+# The NumPy backend
+# =============================================================================
+
+
+class NumpyBackend:
+    """numpy_bert behind the trainer's interface: hand-written forward, backward and AdamW."""
+
+    name = "numpy_bert"
+    scales_loss = False  # no loss scaling, so a non-finite gradient norm is always a failure
+
+    def __init__(self, model: BertForPreTraining):
+        self.model = model
+        self.optimizer = None
+        self.dropout_masks: GeneratorMasks | None = None
+
+    # ---- construction and the command line -------------------------------------------
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+        parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=False,
+                            help="compute with numpy_bert.fast.FastBertForPreTraining: the same model, parameters "
+                                 "and checkpoints, with a fused forward and backward (equal up to rounding). "
+                                 "By default the readable numpy_bert/modeling.py runs: what you read is what runs")
+
+    @staticmethod
+    def check_arguments(args: argparse.Namespace) -> str | None:
+        return None
+
+    @classmethod
+    def create(cls, config: BertConfig, args: argparse.Namespace) -> NumpyBackend:
+        """A freshly initialised model (seeded by ``--seed``) with BERT's AdamW and the lr schedule."""
+        backend = cls(_model_class(args)(config, seed=args.seed, dtype=np.dtype(args.dtype)))
+        backend.dropout_masks = GeneratorMasks(args.seed + 1)  # kept, to save its generator's state
+        backend.model.set_dropout_masks(backend.dropout_masks)
+        schedule = lr_schedule(args)
+        backend.optimizer = build_optimizer(
+            backend.model, lr=args.lr, weight_decay=args.weight_decay, betas=BERT_DEFAULTS["betas"],
+            eps=BERT_DEFAULTS["eps"], warmup_steps=schedule.warmup_steps, total_steps=schedule.total_steps,
+            layerwise_lr_decay=args.layerwise_lr_decay)
+        return backend
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, args: argparse.Namespace) -> NumpyBackend:
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
+        return cls(_model_class(args).from_pretrained(folder, dtype=np.float32))
+
+    # ---- one training step ------------------------------------------------------------
+
+    def forward_backward(self, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        """Forward and backward over the micro-batches; leaves the mean of their gradients in ``.grad``.
+
+        ``model.backward()`` starts from zero every time, so the gradients of the
+        micro-batches are summed here and then divided by their number.
+        """
+        self.model.train()
+        total: dict[str, np.ndarray] | None = None
+        losses = []
+        for batch in batches:
+            out = self.model(**batch, labelled_positions_only=True)
+            grads = self.model.backward()
+            total = grads if total is None else {name: total[name] + g for name, g in grads.items()}
+            losses.append((float(out.loss), float(out.mlm_loss), float(out.nsp_loss)))
+        for name, param in self.model.named_parameters():
+            param.grad = total[name]
+        if len(batches) > 1:
+            scale_grads(self.model.parameters(), 1 / len(batches))
+        return mean_losses(losses)
+
+    def clip_gradients(self, max_norm: float) -> float:
+        """Clip to global norm ``max_norm`` (0: no clipping); returns the norm before clipping."""
+        return clip_grad_norm(self.model.parameters(), max_norm or math.inf)
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(MLM logits at the labelled positions (N, V), NSP logits (B, 2)), in evaluation mode."""
+        self.model.eval()
+        out = self.model(batch["input_ids"], attention_mask=batch["attention_mask"],
+                         token_type_ids=batch["token_type_ids"], labels=batch["labels"],
+                         labelled_positions_only=True)
+        return out.prediction_logits, out.seq_relationship_logits
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def save_model(self, folder: str | os.PathLike) -> None:
+        self.model.save_pretrained(folder)
+
+    def load_model(self, folder: str | os.PathLike) -> None:
+        """Exactly the saved weights (names and shapes must match: this is a resume, not a transfer)."""
+        self.model.load_state_dict(load_tensors(Path(folder) / WEIGHTS_NAME))
+
+    def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(tensors, JSON scalars): AdamW's moments and counters, and the dropout generator."""
+        state = self.optimizer.state_dict()
+        return state["tensors"], {"optimizer": state["scalars"],
+                                  "dropout_rng": self.dropout_masks.rng.bit_generator.state}
+
+    def load_training_state(self, tensors: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict({"tensors": tensors, "scalars": scalars["optimizer"]})
+        self.dropout_masks.rng.bit_generator.state = scalars["dropout_rng"]
+
+
+def _model_class(args: argparse.Namespace) -> type[BertForPreTraining]:
+    return FastBertForPreTraining if args.fast else BertForPreTraining
+
+
+# =============================================================================
+# The trainer
+# =============================================================================
+
+
+@dataclass
+class MetricsWindow:
+    """Sums over the steps since the last logged row; a row reports their means.
+
+    It is part of a checkpoint, so a resumed run logs the very same rows.
+    """
+
+    steps: int = 0
+    loss: float = 0.0
+    mlm_loss: float = 0.0
+    nsp_loss: float = 0.0
+    grad_norm: float = 0.0
+    tokens: int = 0  # real (non-padding) tokens
+    seconds: float = 0.0
+
+    def add(self, losses: dict[str, float], grad_norm: float, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        self.loss += losses["loss"]
+        self.mlm_loss += losses["mlm_loss"]
+        self.nsp_loss += losses["nsp_loss"]
+        self.grad_norm += grad_norm
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def row(self, step: int, lr: float) -> dict[str, Any]:
+        n = self.steps
+        return {"split": "train", "step": step, "loss": self.loss / n, "mlm_loss": self.mlm_loss / n,
+                "nsp_loss": self.nsp_loss / n, "lr": lr, "grad_norm": self.grad_norm / n,
+                "tokens_per_s": self.tokens / max(self.seconds, 1e-9)}
+
+
+# Row fields that measure the machine, not the computation: they differ between
+# two runs that are otherwise bitwise identical.
+TIMING_FIELDS = ("tokens_per_s",)
+
+
+class Trainer:
+    """Pre-trains a BERT with the given backend, in the run folder ``args.out``.
+
+    ``args`` holds the ``train`` command's options (see ``numpy_bert/cli.py``); with
+    ``args.resume`` the run continues from its latest checkpoint.
+    """
+
+    def __init__(self, args: argparse.Namespace, backend_cls):
+        self.args = args
+        self.run = RunFolder(args.out)
+        train_corpus, validation_corpus = load_corpus_splits(args.corpus)
+        self.corpus_name = train_corpus.name
+        self.tokenizer = self._tokenizer(train_corpus)
+        self.stream = training_stream(train_corpus, self.tokenizer, args)
+        self.validation = validation_batches(validation_corpus, self.tokenizer, args.seq_len, args.batch_size,
+                                             args.task, args.eval_batches)
+        if not self.validation:
+            raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples")
+        self.config = model_config(args, len(self.tokenizer))
+        self.backend = backend_cls.create(self.config, args)
+        self.schedule = lr_schedule(args)
+        self.step = 0  # optimizer steps taken
+        self.window = MetricsWindow()
+        self.checkpoint_step: int | None = None  # the step of the latest checkpoint on disk
+        if args.resume:
+            self._restore()
+        else:  # only now that the data and the model are ready: a failed start leaves no "run" behind
+            self.run.write_args({k: v for k, v in vars(args).items() if k not in ("command", "resume")})
+
+    def _tokenizer(self, corpus: Corpus) -> BertTokenizer:
+        """The run's vocabulary: trained once, then read back from the run folder (on resume)."""
+        if self.args.resume and (self.run.path / VOCAB_NAME).is_file():
+            return BertTokenizer.from_pretrained(self.run.path)
+        tokenizer = train_tokenizer(corpus, self.args.vocab_size)
+        tokenizer.save_pretrained(self.run.path)
+        return tokenizer
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any] | None:
+        """Run to ``args.steps``; returns the last validation metrics (None if there was nothing to do)."""
+        from tqdm.auto import tqdm
+
+        if self.step >= self.args.steps:
+            print(f"{self.run.path}: the run already finished its {self.args.steps} steps; nothing to do")
+            return None
+        self._print_header()
+        progress = tqdm(total=self.args.steps, initial=self.step, desc=f"{self.backend.name} train",
+                        unit="step", dynamic_ncols=True, disable=not self.args.progress, file=sys.stderr)
+        metrics = None
+        try:
+            while self.step < self.args.steps:
+                lr = self._train_step()
+                progress.update(1)
+                last = self.step == self.args.steps
+                if self.step % self.args.log_every == 0 or last:
+                    row = self._log(lr)
+                    progress.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}",
+                                         tok_s=f"{row['tokens_per_s']:.0f}")
+                if self.step % self.args.eval_every == 0 or last:
+                    metrics = self._evaluate(progress)
+                if self.step % self.args.checkpoint_every == 0 or last:
+                    self._save_checkpoint()
+        finally:
+            progress.close()
+        print(f"done: {self.run.path} holds the model, its vocabulary, metrics.jsonl and plots/")
+        return metrics
+
+    def _train_step(self) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the lr it used."""
+        start = time.perf_counter()
+        batches = [next(self.stream) for _ in range(self.args.grad_accum)]
+        lr = self.args.lr * self.schedule(self.step)
+        losses = self.backend.forward_backward(batches)
+        if not math.isfinite(losses["loss"]):
+            self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, NSP {losses['nsp_loss']})")
+        grad_norm = self.backend.clip_gradients(self.args.clip)
+        if not math.isfinite(grad_norm) and not self.backend.scales_loss:  # fp16 loss scaling skips such steps
+            self._stop(f"the gradient norm is {grad_norm}")
+        self.backend.optimizer_step()
+        self.step += 1
+        tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
+        self.window.add(losses, grad_norm, tokens, time.perf_counter() - start)
+        return lr
+
+    def _stop(self, problem: str) -> None:
+        """Stop before the bad update is applied; the checkpoints on disk stay as they are."""
+        if self.checkpoint_step is None:
+            where = "no checkpoint had been written yet"
+        else:
+            folder = self.run.checkpoint_path(self.checkpoint_step)
+            where = f"the last good checkpoint (step {self.checkpoint_step}) is intact in {folder}"
+        raise TrainingDiverged(f"training stopped at step {self.step + 1}: {problem}; {where}. "
+                               "Try a lower --lr, a longer --warmup or gradient clipping (--clip).")
+
+    def _log(self, lr: float) -> dict[str, Any]:
+        row = self.window.row(self.step, lr)
+        self.run.append_metrics(row)
+        self.window = MetricsWindow()
+        return row
+
+    def _evaluate(self, progress) -> dict[str, Any]:
+        metrics = evaluate(self.backend.predict, self.validation)
+        self.run.append_metrics({"split": "validation", "step": self.step, **metrics})
+        progress.write(f"step {self.step}: validation {format_metrics(metrics)}")
+        if self.args.plots:
+            title = f"{self.backend.name} {Path(self.args.config).name}"  # a preset, or a config folder's name
+            plot_metrics(self.run.read_metrics(), self.run.plots_path, title=title)
+        return metrics
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def _save_checkpoint(self) -> None:
+        self.run.save_checkpoint(self.step, self._write_checkpoint)
+        self.checkpoint_step = self.step
+        self.backend.save_model(self.run.path)  # the run folder itself always holds the latest model
+
+    def _write_checkpoint(self, folder: Path) -> None:
+        """Everything the next step depends on (see the module docstring)."""
+        self.backend.save_model(folder)
+        self.tokenizer.save_pretrained(folder)
+        tensors, scalars = self.backend.training_state()
+        save_tensors(folder / STATE_TENSORS_NAME, tensors)
+        write_json(folder / STATE_JSON_NAME, {
+            "step": self.step,
+            "backend": self.backend.name,
+            "data_stream": self.stream.state_dict(),
+            "metrics_window": asdict(self.window),
+            "backend_state": scalars,
+        })
+
+    def _restore(self) -> None:
+        folder = self.run.latest_checkpoint()
+        if folder is None:
+            print(f"{self.run.path} has no checkpoint yet: starting from step 0")
+            self.run.truncate_metrics(0)
+            return
+        state, tensors = RunFolder.read_checkpoint_state(folder)
+        if state["backend"] != self.backend.name:
+            raise ValueError(f"{folder} was written by {state['backend']}; resume it with "
+                             f"python -m {state['backend']} (the RNG states differ between backends)")
+        self.backend.load_model(folder)
+        self.backend.load_training_state(tensors, state["backend_state"])
+        self.stream.load_state_dict(state["data_stream"])
+        self.window = MetricsWindow(**state["metrics_window"])
+        self.step = state["step"]
+        self.checkpoint_step = self.step
+        self.run.truncate_metrics(self.step)  # rows logged after the checkpoint will be logged again
+        print(f"resuming {self.run.path} from step {self.step} ({folder.name})")
+
+    def _print_header(self) -> None:
+        params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())
+        tokens = self.args.batch_size * self.args.grad_accum * self.args.seq_len
+        size = Path(self.args.config).name  # a preset, or a config folder's name
+        print(f"{self.backend.name}: pre-training a {size} BERT ({params / 1e6:.2f}M parameters, "
+              f"vocabulary {self.config.vocab_size}) on {self.corpus_name} "
+              f"({self.stream.examples_per_epoch} pairs per epoch), {self.args.steps} steps of "
+              f"{self.args.batch_size * self.args.grad_accum} sequences (up to {tokens} tokens); run folder "
+              f"{self.run.path}")
+
+
+# =============================================================================
+# Starting or resuming a run
+# =============================================================================
+
+
+def resolve_run_arguments(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
+    """The arguments a ``train`` command runs with, after checking the run folder.
+
+    A new run needs a folder that holds no run yet (the Trainer saves its arguments
+    to args.json). ``--resume`` takes the saved arguments instead: options given on the
+    command line must agree with them, except those in :data:`RESUMABLE_CHANGES`,
+    because the resumed run must compute what the uninterrupted one would have.
+    """
+    run = RunFolder(args.out)
+    if run.path.exists() and not run.path.is_dir():
+        raise ValueError(f"--out {str(run.path)!r} is a file, not a folder")
+    if not args.resume:
+        if run.has_run():
+            raise ValueError(f"{run.path} already holds a run (it has {run.args_path.name}): continue it with "
+                             "--resume, or choose another --out")
+        if args.corpus is not None:  # absolute, so that --resume and eval find it from any folder
+            args.corpus = os.path.abspath(args.corpus)
+        if args.config not in PRESETS:
+            args.config = os.path.abspath(args.config)
+        return args
+    if not run.has_run():
+        raise ValueError(f"nothing to resume: {run.path} holds no run ({run.args_path.name} is missing)")
+    saved = run.read_args()
+    given = vars(args)
+    conflicts = [f"--{k.replace('_', '-')} {given[k]!r} (the run has {saved[k]!r})" for k in sorted(explicit)
+                 if k in saved and k not in RESUMABLE_CHANGES and saved[k] != given[k]]
+    if conflicts:
+        raise ValueError("a resumed run keeps its arguments; these differ from args.json: " + ", ".join(conflicts))
+    merged = {**given, **saved, **{k: given[k] for k in RESUMABLE_CHANGES if k in given}}
+    return argparse.Namespace(**merged)

@@ -1,0 +1,145 @@
+"""Fine-tuning heads in PyTorch: the twins of numpy_bert/heads.py, name for name.
+
+Same layers, same losses; autograd replaces the hand-written backward. The pure
+helpers (label sets in the config, the dropout rule, position checks, span search)
+come from numpy_bert.heads, so the two backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from numpy_bert.config import BertConfig
+from numpy_bert.heads import (
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    best_span,
+    check_positions,
+    classifier_dropout_prob,
+    with_labels,
+)
+from numpy_bert.layers import IGNORE_INDEX
+
+from .modeling import BertModel
+from .modeling_utils import BertPreTrainedModel, Dropout, check_labels
+
+__all__ = [
+    "BertForQuestionAnswering",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "best_span",
+    "distillation_loss",
+    "span_loss",
+]
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """(CE(start) + CE(end)) / 2 with positions clamped to [0, T] and T ignored, as transformers."""
+    T = start_logits.shape[1]
+    start_loss = F.cross_entropy(start_logits, start_positions.clamp(0, T), ignore_index=T)
+    end_loss = F.cross_entropy(end_logits, end_positions.clamp(0, T), ignore_index=T)
+    return (start_loss + end_loss) / 2
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float = 2.0, alpha: float = 0.5) -> torch.Tensor:
+    """alpha τ² KL(softmax(t/τ) || softmax(s/τ)) + (1 - alpha) CE(s, labels); KL averaged over the batch."""
+    if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+        raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got alpha={alpha}, temperature={temperature}")
+    log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
+    kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+    return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+class _HeadModel(BertPreTrainedModel):
+    base_model_prefix = "bert"
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool):
+        super().__init__(config)
+        self.bert = BertModel(config, seed=None, add_pooling_layer=add_pooling_layer)
+
+    def encode(self, input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states):
+        return self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+
+
+class BertForSequenceClassification(_HeadModel):
+    """logits = classifier(dropout(pooled)); CE loss, or MSE when num_labels == 1."""
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32, num_labels: int | None = None,
+                 id2label: dict | None = None):
+        config = with_labels(config, num_labels, id2label)
+        super().__init__(config, add_pooling_layer=True)
+        self.dropout = Dropout(classifier_dropout_prob(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init(seed, dtype)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> SequenceClassifierOutput:
+        encoded = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        logits = self.classifier(self.dropout(encoded.pooler_output))  # (B, K)
+        loss = None
+        if labels is not None:
+            B = logits.shape[0]
+            if self.config.num_labels == 1:
+                if tuple(labels.shape) != (B,):
+                    raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B,)}")
+                loss = F.mse_loss(logits[:, 0], labels.to(logits.dtype))
+            else:
+                check_labels(labels, (B,), self.config.num_labels, "labels")
+                loss = F.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                                        attentions=encoded.attentions)
+
+
+class BertForTokenClassification(_HeadModel):
+    """logits[b, t] = classifier(dropout(h[b, t])); CE over tokens whose label is not -100."""
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32, num_labels: int | None = None,
+                 id2label: dict | None = None):
+        config = with_labels(config, num_labels, id2label)
+        super().__init__(config, add_pooling_layer=False)
+        self.dropout = Dropout(classifier_dropout_prob(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init(seed, dtype)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TokenClassifierOutput:
+        encoded = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        logits = self.classifier(self.dropout(encoded.last_hidden_state))  # (B, T, K)
+        loss = None
+        if labels is not None:
+            K = self.config.num_labels
+            check_labels(labels, tuple(logits.shape[:2]), K, "labels")
+            loss = F.cross_entropy(logits.reshape(-1, K), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                                     attentions=encoded.attentions)
+
+
+class BertForQuestionAnswering(_HeadModel):
+    """start_logits, end_logits from qa_outputs = Linear(C, 2); loss from :func:`span_loss`."""
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32):
+        config = with_labels(config, num_labels=2)
+        super().__init__(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init(seed, dtype)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
+                end_positions=None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> QuestionAnsweringModelOutput:
+        encoded = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        logits = self.qa_outputs(encoded.last_hidden_state)  # (B, T, 2)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+                check_positions(positions, logits.shape[0], name)
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=encoded.hidden_states, attentions=encoded.attentions)

@@ -1,0 +1,215 @@
+"""torch_bert behind numpy_bert's trainer: the PyTorch twin of ``numpy_bert.training.NumpyBackend``.
+
+The loop, the data, the checkpoints, the metrics and the command line are
+numpy_bert's (``numpy_bert/training.py``, ``numpy_bert/cli.py``); this file only says
+how PyTorch does each step: autograd instead of hand-written backward passes,
+``torch.optim.AdamW`` + ``LambdaLR`` instead of the NumPy AdamW, and, on a GPU,
+mixed precision:
+
+* ``--precision bf16``: the forward pass runs under ``torch.autocast`` in bfloat16.
+  bfloat16 has float32's exponent range, so gradients cannot underflow and no loss
+  scaling is needed. Allowed on CPU too (where it is mostly a way to test it).
+* ``--precision fp16``: float16 has a narrow range, so the loss is multiplied by a
+  large factor before backward (``torch.amp.GradScaler``) and the gradients divided
+  back before clipping; a step whose gradients overflowed is skipped and the factor
+  lowered. Only on CUDA.
+
+Parameters and AdamW's moments stay float32 in both cases ("master weights").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from numpy_bert.checkpoint import WEIGHTS_NAME, check_state_dict, load_tensors
+from numpy_bert.config import BertConfig
+from numpy_bert.training import lr_schedule, mean_losses
+
+from .modeling import BertForPreTraining
+from .optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU NumPy copy; half-precision results become float32 (NumPy has no bfloat16)."""
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.detach().cpu().numpy()
+
+
+class TorchBackend:
+    """torch_bert with torch.optim.AdamW, LambdaLR, clip_grad_norm_ and optional mixed precision."""
+
+    name = "torch_bert"
+
+    def __init__(self, model: BertForPreTraining, device: str = "cpu", precision: str = "fp32"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.model.use_sdpa()  # the fused attention kernel: same maths, much faster on a GPU
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    @property
+    def scales_loss(self) -> bool:
+        """With fp16 loss scaling, an overflowing gradient is expected now and then: the step is skipped."""
+        return self.scaler is not None
+
+    # ---- construction and the command line -------------------------------------------
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+        group = parser.add_argument_group("torch")
+        group.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                           help="where to compute (default: cuda when a GPU is visible, else cpu)")
+        group.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                           help="fp32; bf16 autocast (CPU or GPU); fp16 autocast with loss scaling (GPU only)")
+
+    @staticmethod
+    def check_arguments(args: argparse.Namespace) -> str | None:
+        """Fill in the default device; refuse combinations that cannot work, with the reason."""
+        if args.device is None:
+            args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if args.device == "cuda" and not torch.cuda.is_available():
+            return "--device cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False)"
+        if args.precision == "fp16" and args.device != "cuda":
+            return ("--precision fp16 needs a CUDA GPU: float16 training relies on GradScaler's loss scaling, "
+                    "which is CUDA-only here; on CPU use --precision bf16 or fp32")
+        if args.precision != "fp32" and getattr(args, "dtype", "float32") == "float64":
+            return f"--precision {args.precision} mixes half precision into float32 training; use --dtype float32"
+        return None
+
+    @classmethod
+    def create(cls, config: BertConfig, args: argparse.Namespace) -> TorchBackend:
+        """A freshly initialised model (seeded by ``--seed``) with torch's AdamW and the lr schedule."""
+        torch.manual_seed(args.seed)  # dropout masks come from torch's global generator
+        model = BertForPreTraining(config, seed=args.seed, dtype=DTYPES[args.dtype])
+        backend = cls(model, args.device, args.precision)
+        schedule = lr_schedule(args)
+        backend.optimizer = build_optimizer(
+            backend.model, lr=args.lr, weight_decay=args.weight_decay, betas=BERT_DEFAULTS["betas"],
+            eps=BERT_DEFAULTS["eps"], layerwise_lr_decay=args.layerwise_lr_decay)
+        backend.scheduler = build_scheduler(backend.optimizer, schedule.warmup_steps, schedule.total_steps)
+        return backend
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, args: argparse.Namespace) -> TorchBackend:
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
+        return cls(BertForPreTraining.from_pretrained(folder), args.device, args.precision)
+
+    # ---- one training step ------------------------------------------------------------
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(array).to(self.device, non_blocking=True) for name, array in batch.items()}
+
+    def forward_backward(self, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        """Forward and backward over the micro-batches; leaves the mean of their gradients in ``.grad``.
+
+        ``loss.backward()`` adds into ``.grad``, so the micro-batches' gradients sum
+        up by themselves and are divided by their number at the end - the same
+        order of operations as the NumPy backend.
+        """
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = []
+        for batch in batches:
+            with self._autocast():
+                out = self.model(**self._to_device(batch), labelled_positions_only=True)
+            (out.loss if self.scaler is None else self.scaler.scale(out.loss)).backward()
+            losses.append(torch.stack([out.loss, out.mlm_loss, out.nsp_loss]).detach())
+        if len(batches) > 1:
+            scale_grads(self.model.parameters(), 1 / len(batches))
+        return mean_losses(torch.stack(losses).double().tolist())  # one device sync per step
+
+    def clip_gradients(self, max_norm: float) -> float:
+        """Clip to global norm ``max_norm`` (0: no clipping); returns the norm before clipping."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        return clip_grad_norm(self.model.parameters(), max_norm or math.inf)
+
+    def optimizer_step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped if the gradients overflowed
+            self.scaler.update()
+        self.scheduler.step()
+
+    @torch.inference_mode()
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(MLM logits at the labelled positions (N, V), NSP logits (B, 2)), in evaluation mode."""
+        self.model.eval()
+        inputs = self._to_device({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")})
+        with self._autocast():
+            out = self.model(**inputs, labelled_positions_only=True)
+        return _to_numpy(out.prediction_logits), _to_numpy(out.seq_relationship_logits)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def save_model(self, folder: str | os.PathLike) -> None:
+        self.model.save_pretrained(folder)
+
+    def load_model(self, folder: str | os.PathLike) -> None:
+        """Exactly the saved weights (names and shapes must match: this is a resume, not a transfer)."""
+        tensors = load_tensors(Path(folder) / WEIGHTS_NAME)
+        params = dict(self.model.named_parameters())  # tied weights once, as saved
+        check_state_dict(tensors, {n: tuple(p.shape) for n, p in params.items()}, np.shape)
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(torch.tensor(tensors[name]))
+
+    def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(tensors, JSON scalars): torch's optimizer, scheduler and GradScaler state, and the RNGs.
+
+        The optimizer's state_dict numbers its parameters; here the moments are named
+        ``<parameter>.exp_avg`` and ``<parameter>.exp_avg_sq``, as numpy_bert names them.
+        """
+        state = self.optimizer.state_dict()
+        names = _index_to_name(state["param_groups"])
+        tensors, steps = {}, {}
+        for index, moments in state["state"].items():
+            tensors[f"{names[index]}.exp_avg"] = moments["exp_avg"].cpu().numpy()
+            tensors[f"{names[index]}.exp_avg_sq"] = moments["exp_avg_sq"].cpu().numpy()
+            steps[names[index]] = float(moments["step"])
+        tensors["torch_rng.cpu"] = torch.get_rng_state().numpy()
+        if self.device.type == "cuda":
+            tensors["torch_rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy()
+        scalars = {"optimizer": {"param_groups": state["param_groups"], "steps": steps},
+                   "scheduler": self.scheduler.state_dict(),
+                   "grad_scaler": None if self.scaler is None else self.scaler.state_dict()}
+        return tensors, scalars
+
+    def load_training_state(self, tensors: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        saved = scalars["optimizer"]
+        names = _index_to_name(saved["param_groups"])
+        state = {index: {"step": torch.tensor(saved["steps"][name]),
+                         "exp_avg": torch.tensor(tensors[f"{name}.exp_avg"]),
+                         "exp_avg_sq": torch.tensor(tensors[f"{name}.exp_avg_sq"])}
+                 for index, name in names.items() if name in saved["steps"]}
+        self.optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        self.scheduler.load_state_dict(scalars["scheduler"])
+        if self.scaler is not None and scalars["grad_scaler"] is not None:
+            self.scaler.load_state_dict(scalars["grad_scaler"])
+        torch.set_rng_state(torch.tensor(tensors["torch_rng.cpu"]))
+        if self.device.type == "cuda" and "torch_rng.cuda" in tensors:
+            torch.cuda.set_rng_state(torch.tensor(tensors["torch_rng.cuda"]), self.device)
+
+
+def _index_to_name(param_groups: list[dict[str, Any]]) -> dict[int, str]:
+    """torch numbers parameters across groups; the groups also carry their names."""
+    return {index: name for group in param_groups for index, name in zip(group["params"], group["param_names"])}
