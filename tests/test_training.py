@@ -361,3 +361,32 @@ def test_module_entry_points():
     out = subprocess.run([sys.executable, "-m", "torch_bert", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--precision {fp32,bf16,fp16}" in out and "--device {cpu,cuda}" in out
+
+
+@pytest.mark.parametrize("backend", [NumpyBackend, TorchBackend], ids=["numpy_bert", "torch_bert-cpu"])
+def test_init_from_a_pretrained_encoder(tmp_path, corpus, backend, caplog):
+    """Domain adaptation: --init-from takes the model's vocabulary, config and encoder weights;
+    the MLM/NSP heads are new, and the decoder is tied to the pretrained word embeddings."""
+    from numpy_bert import BertModel
+    from numpy_bert.tokenization import BertTokenizer
+
+    pretrained = tmp_path / "pretrained"
+    words = sorted({w.lower().strip(".,;:()") for w in Path(corpus).read_text().split()} - {""})
+    tokenizer = BertTokenizer(vocab=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    tokenizer.save_pretrained(pretrained)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    encoder = BertModel(config, seed=3)
+    encoder.save_pretrained(pretrained)
+
+    run = tmp_path / "adapted"
+    options = ["train", "--out", str(run), "--corpus", corpus, "--init-from", str(pretrained), "--seq-len", "32",
+               "--batch-size", "4", "--eval-batches", "1", "--steps", "2", "--lr", "1e-12", "--weight-decay", "0",
+               "--no-progress", "--no-plots"]
+    assert main(options, backend) == 0
+    assert "newly initialised" in caplog.text and "cls.predictions.transform.dense.weight" in caplog.text
+    assert (run / "vocab.txt").read_text() == (pretrained / "vocab.txt").read_text()
+    adapted = BertForPreTraining.from_pretrained(run, dtype=np.float64)
+    assert adapted.config.hidden_size == 16 and adapted.config.vocab_size == len(tokenizer)
+    for name, value in encoder.state_dict().items():  # a learning rate of 1e-12 leaves them as they were
+        np.testing.assert_allclose(adapted.state_dict()["bert." + name], value, atol=1e-6, err_msg=name)

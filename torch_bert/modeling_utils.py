@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numpy_bert.checkpoint import WEIGHTS_NAME, align_to_model, find_weights, load_tensors, save_tensors
+from numpy_bert.checkpoint import (
+    WEIGHTS_NAME,
+    LoadingInfo,
+    align_to_model,
+    find_weights,
+    load_tensors,
+    save_tensors,
+)
 from numpy_bert.config import BertConfig
 from numpy_bert.layers import GeneratorMasks, KeyedMasks
 from numpy_bert.modeling_utils import check_inputs, check_labels
@@ -111,16 +118,19 @@ class BertPreTrainedModel(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike, dtype=torch.float32, output_loading_info: bool = False,
                         **kwargs):
         """Load config.json + model.safetensors (or a pytorch_model.bin, with weights_only=True)."""
-        config = BertConfig.from_pretrained(directory)
-        model = cls(config, dtype=dtype, **kwargs)
+        model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
+        info = model.load_pretrained_weights(directory)
+        return (model, info) if output_loading_info else model
+
+    def load_pretrained_weights(self, directory: str | os.PathLike) -> LoadingInfo:
+        """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
         tensors = _read_weights(directory)
-        params = dict(model.named_parameters())
-        aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()},
-                                       model.tied_weights)
+        params = dict(self.named_parameters())
+        aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()}, self.tied_weights)
         with torch.no_grad():
             for name, array in aligned.items():
                 params[name].copy_(torch.from_numpy(np.asarray(array)))
-        return (model, info) if output_loading_info else model
+        return info
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write config.json and model.safetensors, in the same layout numpy_bert and transformers use."""
