@@ -23,6 +23,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_args import (
+    add_optimizer_arguments,
+    positive_int,
+    probability,
+)
 from .config import PRESETS
 from .finetune import FINETUNE_COMMANDS, add_finetune_commands, check_finetune_arguments, run_finetune_command
 from .inference import evaluate, fill_mask, format_fill_mask, format_metrics
@@ -38,44 +43,6 @@ from .training import (
     resolve_run_arguments,
     validation_batches,
 )
-
-# ---- argument types: a bad value is reported by argparse, with the option's name ----
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def decay_factor(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
 
 # ---- the parser -------------------------------------------------------------------------
 
@@ -134,15 +101,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     optim = parser.add_argument_group("optimization")
     optim.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps")
-    optim.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
-    optim.add_argument("--warmup", type=non_negative_float, default=0.1,
-                       help="warm-up: a fraction of --steps if below 1, else a number of steps")
-    optim.add_argument("--weight-decay", type=non_negative_float, default=0.01,
-                       help="AdamW's decoupled weight decay (never on biases and LayerNorm)")
-    optim.add_argument("--layerwise-lr-decay", type=decay_factor, default=None,
-                       help="multiply the lr by this per layer from the top down (default: off)")
-    optim.add_argument("--clip", type=non_negative_float, default=1.0,
-                       help="clip the global gradient norm to this (0: no clipping)")
+    add_optimizer_arguments(optim, lr=1e-3)
     optim.add_argument("--grad-accum", type=positive_int, default=1,
                        help="micro-batches per optimizer step (batch = batch-size x grad-accum)")
 

@@ -414,9 +414,14 @@ def fused_cross_entropy(logits: np.ndarray, labels: np.ndarray, work: np.ndarray
     return loss, work, _sum_partials([p[1] for p in partials], logits.dtype, V)
 
 
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """np.matmul, under a name of its own so that profiles show the matrix products apart from the rest."""
+    return np.matmul(a, b, out=out)
+
+
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """x W^T + b for 2-D x, in one GEMM and one in-place add."""
-    y = np.matmul(x, weight.T, out=out)
+    y = gemm(x, weight.T, out=out)
     y += bias
     return y
 
@@ -603,13 +608,13 @@ class FastBertForPreTraining(BertForPreTraining):
         qkv[:, :C] *= x.dtype.type(att.scaling)
         q, k, v = self._heads(qkv, B, T, nh, hs)
 
-        probs = np.matmul(q, k.transpose(0, 1, 3, 2), out=self._new(B, nh, T, T))  # scores, then probs
+        probs = gemm(q, k.transpose(0, 1, 3, 2), out=self._new(B, nh, T, T))  # scores, then probs
         keep = keep_mask(att.dropout, (B, nh, T, T))
         dropped = probs if keep is None else self._new(B, nh, T, T)
         softmax_forward(probs.reshape(B * nh, T, T), mask, None if keep is None else keep.reshape(B * nh, T, T),
                         att.dropout.p, dropped.reshape(B * nh, T, T))
         context = np.empty((N, C), dtype=x.dtype)
-        np.matmul(dropped, v, out=context.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
+        gemm(dropped, v, out=context.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
 
         # Output projection, dropout, residual, LayerNorm - one blocked kernel after the GEMM.
         so = layer.attention.output
@@ -665,16 +670,16 @@ class FastBertForPreTraining(BertForPreTraining):
 
         # MLM head: the decoder's dE is where the word-embedding gradient starts.
         head = self.cls.predictions
-        word_grad = np.matmul(d_logits.T, cache["head_out"])  # (V, C)
+        word_grad = gemm(d_logits.T, cache["head_out"])  # (V, C)
         head.bias.grad = cache["decoder_bias_grad"]
-        d_ht = np.matmul(d_logits, head.decoder.weight.data)
+        d_ht = gemm(d_logits, head.decoder.weight.data)
         tr = head.transform
         d_g, _, tr.LayerNorm.weight.grad, tr.LayerNorm.bias.grad, _ = norm_backward(
             d_ht, cache["head_xhat"], cache["head_rstd"], tr.LayerNorm.weight.data)
         d_pre, tr.dense.bias.grad = gelu_backward(d_g, cache["head_pre"], cache["head_aux"],
                                                   tr.transform_act_fn.approximate)
-        tr.dense.weight.grad = np.matmul(d_pre.T, cache["head_hidden"])
-        d_hidden = np.matmul(d_pre, tr.dense.weight.data)
+        tr.dense.weight.grad = gemm(d_pre.T, cache["head_hidden"])
+        d_hidden = gemm(d_pre, tr.dense.weight.data)
         if cache["selected"] is None:
             d_x = d_hidden
         else:
@@ -684,14 +689,14 @@ class FastBertForPreTraining(BertForPreTraining):
         # NSP head and pooler (only [CLS] rows feed the pooler).
         seq = self.cls.seq_relationship
         pooled = cache["pooled"]
-        seq.weight.grad = np.matmul(d_nsp.T, pooled)
+        seq.weight.grad = gemm(d_nsp.T, pooled)
         seq.bias.grad = d_nsp.sum(axis=0)
-        d_pooled = np.matmul(d_nsp, seq.weight.data)
+        d_pooled = gemm(d_nsp, seq.weight.data)
         d_pooled *= 1 - pooled * pooled
         pool = self.bert.pooler.dense
-        pool.weight.grad = np.matmul(d_pooled.T, cache["cls_rows"])
+        pool.weight.grad = gemm(d_pooled.T, cache["cls_rows"])
         pool.bias.grad = d_pooled.sum(axis=0)
-        d_x.reshape(B, T, C)[:, 0] += np.matmul(d_pooled, pool.weight.data)
+        d_x.reshape(B, T, C)[:, 0] += gemm(d_pooled, pool.weight.data)
 
         for layer, layer_cache in zip(reversed(list(self.bert.encoder.layer)), reversed(cache["layers"])):
             d_x = self._layer_backward(layer, d_x, layer_cache)
@@ -707,40 +712,40 @@ class FastBertForPreTraining(BertForPreTraining):
         out = layer.output
         d_sum2, d_o, out.LayerNorm.weight.grad, out.LayerNorm.bias.grad, out.dense.bias.grad = norm_backward(
             dy, c["xhat2"], c["rstd2"], out.LayerNorm.weight.data, keep_in=c["keep_out"], p_in=out.dropout.p)
-        out.dense.weight.grad = np.matmul(d_o.T, c["h"])
-        d_h = np.matmul(d_o, out.dense.weight.data, out=self._new(*c["h"].shape))
+        out.dense.weight.grad = gemm(d_o.T, c["h"])
+        d_h = gemm(d_o, out.dense.weight.data, out=self._new(*c["h"].shape))
         inter = layer.intermediate.dense
         d_pre, inter.bias.grad = gelu_backward(d_h, c["pre"], c["aux"],
                                                layer.intermediate.intermediate_act_fn.approximate)
-        inter.weight.grad = np.matmul(d_pre.T, c["attended"])
-        d_attended = np.matmul(d_pre, inter.weight.data)
+        inter.weight.grad = gemm(d_pre.T, c["attended"])
+        d_attended = gemm(d_pre, inter.weight.data)
 
         # Attention output block (the residual's gradient d_sum2 is added inside the kernel).
         so = layer.attention.output
         d_sum1, d_a, so.LayerNorm.weight.grad, so.LayerNorm.bias.grad, so.dense.bias.grad = norm_backward(
             d_attended, c["xhat1"], c["rstd1"], so.LayerNorm.weight.data, add=d_sum2,
             keep_in=c["keep_so"], p_in=so.dropout.p)
-        so.dense.weight.grad = np.matmul(d_a.T, c["context"])
-        d_context = np.matmul(d_a, so.dense.weight.data).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        so.dense.weight.grad = gemm(d_a.T, c["context"])
+        d_context = gemm(d_a, so.dense.weight.data).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
 
         # Attention itself, into one (B*T, 3C) gradient of the fused projection.
         q, k, v = self._heads(c["qkv"], B, T, nh, hs)
         d_qkv = np.empty((B * T, 3 * C), dtype=dy.dtype)
         dq, dk, dv = self._heads(d_qkv, B, T, nh, hs)
-        d_scores = np.matmul(d_context, v.transpose(0, 1, 3, 2), out=self._new(B, nh, T, T))  # d(dropped)
-        np.matmul(c["dropped"].transpose(0, 1, 3, 2), d_context, out=dv)
+        d_scores = gemm(d_context, v.transpose(0, 1, 3, 2), out=self._new(B, nh, T, T))  # d(dropped)
+        gemm(c["dropped"].transpose(0, 1, 3, 2), d_context, out=dv)
         keep = c["keep"]
         softmax_backward(d_scores.reshape(B * nh, T, T), c["probs"].reshape(B * nh, T, T),
                          None if keep is None else keep.reshape(B * nh, T, T), att.dropout.p)
-        np.matmul(d_scores, k, out=dq)
+        gemm(d_scores, k, out=dq)
         dq *= dy.dtype.type(att.scaling)
-        np.matmul(d_scores.transpose(0, 1, 3, 2), q, out=dk)  # q already carries the scaling
-        w_grad = np.matmul(d_qkv.T, c["x"])  # (3C, C)
+        gemm(d_scores.transpose(0, 1, 3, 2), q, out=dk)  # q already carries the scaling
+        w_grad = gemm(d_qkv.T, c["x"])  # (3C, C)
         b_grad = d_qkv.sum(axis=0)
         for i, projection in enumerate((att.query, att.key, att.value)):
             projection.weight.grad = w_grad[i * C:(i + 1) * C]
             projection.bias.grad = b_grad[i * C:(i + 1) * C]
-        d_x = np.matmul(d_qkv, c["w_qkv"])
+        d_x = gemm(d_qkv, c["w_qkv"])
         d_x += d_sum1
         return d_x
 
@@ -767,4 +772,4 @@ class FastBertForPreTraining(BertForPreTraining):
 
         token_type = emb.token_type_embeddings.weight
         one_hot = (cache["types"][None, :] == np.arange(token_type.shape[0])[:, None]).astype(dx.dtype)  # (K, N)
-        token_type.grad = np.matmul(one_hot, dx)
+        token_type.grad = gemm(one_hot, dx)

@@ -52,6 +52,7 @@ import numpy as np
 
 from . import heads
 from .checkpoint import atomic_write_bytes
+from .cli_args import add_optimizer_arguments, positive_float, positive_int
 from .config import BertConfig
 from .demo_tasks import DEMO_TASKS, write_demo_data
 from .finetune_data import (
@@ -393,8 +394,6 @@ class Finetuner:
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``finetune`` options; defaults follow BERT's fine-tuning recipe, with a higher lr for small models."""
-    from .cli import decay_factor, non_negative_float, positive_float, positive_int  # cli imports this module
-
     parser.add_argument("--task", choices=TASKS, required=True,
                         help="classify: one label per text (pair); tag: BIO tags per word; qa: answer span")
     parser.add_argument("--model", required=True,
@@ -408,14 +407,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per optimizer step")
     parser.add_argument("--epochs", type=positive_int, default=3, help="passes over the training file")
     parser.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (overrides --epochs)")
-    parser.add_argument("--lr", type=positive_float, default=1e-4, help="peak learning rate")
-    parser.add_argument("--warmup", type=non_negative_float, default=0.1,
-                        help="warm-up: a fraction of the steps if below 1, else a number of steps")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=0.01,
-                        help="AdamW's decoupled weight decay (never on biases and LayerNorm)")
-    parser.add_argument("--layerwise-lr-decay", type=decay_factor, default=None,
-                        help="multiply the lr by this per layer from the head down (default: off)")
-    parser.add_argument("--clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0: off)")
+    add_optimizer_arguments(parser, lr=1e-4)
     parser.add_argument("--log-every", type=positive_int, default=10, help="steps per train-loss row")
     parser.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations "
                         "(default: once per epoch; always at the end)")
@@ -430,8 +422,6 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import positive_int  # cli imports this module
-
     parser.add_argument("--task", choices=DEMO_TASKS, required=True, help="which demo task (see demo_tasks.py)")
     parser.add_argument("--out", required=True, help="folder for <task>-train.jsonl and <task>-eval.jsonl")
     parser.add_argument("--train-size", type=positive_int, default=1000, help="training examples (at most)")

@@ -26,13 +26,7 @@ STEPS = 20
 TOLERANCE = {"float64": 1e-8, "float32": 1e-4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The models here are tiny: one thread is faster than several that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trajectory_args(config: str, dtype: str) -> argparse.Namespace:
