@@ -31,7 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def trajectory_args(config: str, dtype: str) -> argparse.Namespace:
     return argparse.Namespace(
-        config=config, dropout=0.0, dtype=dtype, seed=0, seq_len=32, batch_size=4, masking="dynamic", task="nsp",
+        config=config, init_from=None, dropout=0.0, dtype=dtype, seed=0, seq_len=32, batch_size=4,
+        masking="dynamic", task="nsp",
         steps=STEPS, lr=1e-3, warmup=0.25, weight_decay=0.01, layerwise_lr_decay=0.9, clip=2.0, grad_accum=2,
         device="cpu", precision="fp32", fast=False,  # the readable numpy_bert model
     )
