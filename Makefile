@@ -8,7 +8,7 @@ setup:
 	@VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m parity_tests.report
+	$(PY) -m parity_tests.demo
 
 test: setup lint
 	$(PY) -m pytest
