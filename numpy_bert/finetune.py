@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from . import heads
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, named_model_dir
 from .cli_args import add_optimizer_arguments, positive_float, positive_int
 from .config import BertConfig
 from .demo_tasks import DEMO_TASKS, write_demo_data
@@ -242,6 +242,7 @@ class Finetuner:
     """Fine-tunes ``args.model`` on ``args.train`` with a fine-tuning backend, evaluating on ``args.eval``."""
 
     def __init__(self, args: argparse.Namespace, backend_cls):
+        args.model = named_model_dir(args.model)  # "minilm": the real all-MiniLM-L6-v2 encoder
         self.args, self.task = args, TASK_LOGIC[args.task]
         self.run = RunFolder(args.out)
         if self.run.has_run():
@@ -398,7 +399,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classify: one label per text (pair); tag: BIO tags per word; qa: answer span")
     parser.add_argument("--model", required=True,
                         help="folder with config.json, model.safetensors and vocab.txt: a pre-training run, a "
-                             "checkpoint, a transformers model or a fine-tuned model")
+                             "checkpoint, a transformers model, a fine-tuned model, or 'minilm' (all-MiniLM-L6-v2)")
     parser.add_argument("--tokenizer", default=None, help="folder of vocab.txt (default: --model)")
     parser.add_argument("--train", required=True, help="training examples, .jsonl or .csv")
     parser.add_argument("--eval", required=True, help="evaluation examples, .jsonl or .csv")
