@@ -60,7 +60,7 @@ def train_both(out: Path, init: Path, args: argparse.Namespace) -> dict[str, lis
     return rows
 
 
-def plot_curves(rows: dict[str, list[dict]], path: Path) -> None:
+def plot_curves(rows: dict[str, list[dict]], path: Path, title: str = "MLM + NSP loss, same start, same data") -> None:
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for (name, data), style in zip(rows.items(), ("-", "--")):
         train = [r for r in data if r["split"] == "train"]
@@ -69,7 +69,7 @@ def plot_curves(rows: dict[str, list[dict]], path: Path) -> None:
         loss_ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], style, marker="o",
                      label=f"{name} validation")
         acc_ax.plot([r["step"] for r in valid], [r["mlm_accuracy"] for r in valid], style, marker="o", label=name)
-    loss_ax.set(title="MLM + NSP loss, same start, same data", xlabel="optimizer step", ylabel="loss (nats)")
+    loss_ax.set(title=title, xlabel="optimizer step", ylabel="loss (nats)")
     acc_ax.set(title="Held-out masked-token accuracy", xlabel="optimizer step", ylabel="MLM accuracy")
     loss_ax.legend(), acc_ax.legend()
     fig.tight_layout()
