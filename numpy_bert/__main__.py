@@ -1,7 +1,11 @@
 """``python -m numpy_bert train|eval|fill-mask ...``: the command line of numpy_bert/cli.py, in NumPy."""
 
+import os
+
 from .cli import main
 from .training import NumpyBackend
 
 if __name__ == "__main__":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes would all write one run folder
+        raise SystemExit("numpy_bert trains in one process; for several, run torch_bert under torchrun")
     raise SystemExit(main(backend=NumpyBackend))

@@ -88,7 +88,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--vocab-size", type=positive_int, default=8192,
                       help="size of the WordPiece vocabulary trained on the corpus (saved in the run folder)")
     data.add_argument("--seq-len", type=positive_int, default=128, help="maximum tokens per sentence pair")
-    data.add_argument("--batch-size", type=positive_int, default=32, help="sentence pairs per micro-batch")
+    data.add_argument("--batch-size", type=positive_int, default=32,
+                      help="sentence pairs per micro-batch (under torchrun: over all processes together)")
     data.add_argument("--masking", choices=tuple(MASKING_STRATEGIES), default="dynamic",
                       help="dynamic: fresh token masks every time (RoBERTa); static: the same mask for a pair "
                            "every epoch (BERT); whole-word; span (SpanBERT)")

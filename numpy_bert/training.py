@@ -22,6 +22,12 @@ RNG states, for checkpoints); ``add_arguments`` / ``check_arguments`` (its comma
 options); ``name`` and ``scales_loss`` (fp16 loss scaling, which skips overflowing
 steps rather than failing). Nothing in this file imports torch.
 
+A backend may run as one of several processes that train one model together
+(torch_bert/distributed.py, under torchrun). It then also provides
+``is_main_process()`` (a static method: only that process writes the run folder
+and prints) and ``barrier()`` (the others wait there while the main process
+evaluates or writes a checkpoint). Without them, the trainer is the only process.
+
 Why the NumPy run resumes *bitwise*: everything that decides the next step is
 saved - the weights and AdamW moments (exactly, in safetensors), the step counts,
 the position in the example stream and its masking generator, the dropout
@@ -326,6 +332,8 @@ class Trainer:
 
     def __init__(self, args: argparse.Namespace, backend_cls):
         self.args = args
+        # With several processes (torch_bert/distributed.py) only the main one writes files and prints.
+        self.is_main_process = getattr(backend_cls, "is_main_process", lambda: True)()
         self.run = RunFolder(args.out)
         train_corpus, validation_corpus = load_corpus_splits(args.corpus)
         self.corpus_name = train_corpus.name
@@ -345,7 +353,7 @@ class Trainer:
         self.checkpoint_step: int | None = None  # the step of the latest checkpoint on disk
         if args.resume:
             self._restore()
-        else:  # only now that the data and the model are ready: a failed start leaves no "run" behind
+        elif self.is_main_process:  # only now that the data and the model are ready: a failed start leaves no run
             self.run.write_args({k: v for k, v in vars(args).items() if k not in ("command", "resume")})
 
     def _tokenizer(self, corpus: Corpus) -> BertTokenizer:
@@ -356,8 +364,19 @@ class Trainer:
             tokenizer = BertTokenizer.from_pretrained(named_model_dir(self.args.init_from))
         else:
             tokenizer = train_tokenizer(corpus, self.args.vocab_size)
-        tokenizer.save_pretrained(self.run.path)
+        if self.is_main_process:
+            tokenizer.save_pretrained(self.run.path)
         return tokenizer
+
+    def _print(self, message: str) -> None:
+        if self.is_main_process:
+            print(message)
+
+    def _wait_for_main_process(self) -> None:
+        """With several processes, a meeting point: the main one evaluates and writes checkpoints alone."""
+        barrier = getattr(self.backend, "barrier", None)
+        if barrier is not None:
+            barrier()
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -366,11 +385,12 @@ class Trainer:
         from tqdm.auto import tqdm
 
         if self.step >= self.args.steps:
-            print(f"{self.run.path}: the run already finished its {self.args.steps} steps; nothing to do")
+            self._print(f"{self.run.path}: the run already finished its {self.args.steps} steps; nothing to do")
             return None
-        self._print_header()
-        progress = tqdm(total=self.args.steps, initial=self.step, desc=f"{self.backend.name} train",
-                        unit="step", dynamic_ncols=True, disable=not self.args.progress, file=sys.stderr)
+        if self.is_main_process:
+            self._print_header()
+        progress = tqdm(total=self.args.steps, initial=self.step, desc=f"{self.backend.name} train", unit="step",
+                        dynamic_ncols=True, disable=not (self.args.progress and self.is_main_process), file=sys.stderr)
         metrics = None
         try:
             while self.step < self.args.steps:
@@ -387,7 +407,7 @@ class Trainer:
                     self._save_checkpoint()
         finally:
             progress.close()
-        print(f"done: {self.run.path} holds the model, its vocabulary, metrics.jsonl and plots/")
+        self._print(f"done: {self.run.path} holds the model, its vocabulary, metrics.jsonl and plots/")
         return metrics
 
     def _train_step(self) -> float:
@@ -419,25 +439,32 @@ class Trainer:
 
     def _log(self, lr: float) -> dict[str, Any]:
         row = self.window.row(self.step, lr)
-        self.run.append_metrics(row)
+        if self.is_main_process:
+            self.run.append_metrics(row)
         self.window = MetricsWindow()
         return row
 
-    def _evaluate(self, progress) -> dict[str, Any]:
+    def _evaluate(self, progress) -> dict[str, Any] | None:
+        if not self.is_main_process:  # the main process evaluates alone (None here)
+            self._wait_for_main_process()
+            return None
         metrics = evaluate(self.backend.predict, self.validation)
         self.run.append_metrics({"split": "validation", "step": self.step, **metrics})
         progress.write(f"step {self.step}: validation {format_metrics(metrics)}")
         if self.args.plots:
             title = f"{self.backend.name} {Path(self.args.config).name}"  # a preset, or a config folder's name
             plot_metrics(self.run.read_metrics(), self.run.plots_path, title=title)
+        self._wait_for_main_process()
         return metrics
 
     # ---- checkpoints ------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        self.run.save_checkpoint(self.step, self._write_checkpoint)
+        if self.is_main_process:
+            self.run.save_checkpoint(self.step, self._write_checkpoint)
+            self.backend.save_model(self.run.path)  # the run folder itself always holds the latest model
         self.checkpoint_step = self.step
-        self.backend.save_model(self.run.path)  # the run folder itself always holds the latest model
+        self._wait_for_main_process()
 
     def _write_checkpoint(self, folder: Path) -> None:
         """Everything the next step depends on (see the module docstring)."""
@@ -456,8 +483,9 @@ class Trainer:
     def _restore(self) -> None:
         folder = self.run.latest_checkpoint()
         if folder is None:
-            print(f"{self.run.path} has no checkpoint yet: starting from step 0")
-            self.run.truncate_metrics(0)
+            self._print(f"{self.run.path} has no checkpoint yet: starting from step 0")
+            if self.is_main_process:
+                self.run.truncate_metrics(0)
             return
         state, tensors = RunFolder.read_checkpoint_state(folder)
         if state["backend"] != self.backend.name:
@@ -469,8 +497,9 @@ class Trainer:
         self.window = MetricsWindow(**state["metrics_window"])
         self.step = state["step"]
         self.checkpoint_step = self.step
-        self.run.truncate_metrics(self.step)  # rows logged after the checkpoint will be logged again
-        print(f"resuming {self.run.path} from step {self.step} ({folder.name})")
+        if self.is_main_process:
+            self.run.truncate_metrics(self.step)  # rows logged after the checkpoint will be logged again
+        self._print(f"resuming {self.run.path} from step {self.step} ({folder.name})")
 
     def _print_header(self) -> None:
         params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())

@@ -1,12 +1,18 @@
 """``python -m torch_bert train|eval|fill-mask ...``: numpy_bert's command line, computed by PyTorch.
 
 Same options as ``python -m numpy_bert``, plus ``--device cpu|cuda`` and
-``--precision fp32|bf16|fp16``; see numpy_bert/cli.py.
+``--precision fp32|bf16|fp16``; see numpy_bert/cli.py. Under torchrun (several
+processes), ``train`` uses DistributedDataParallel; see torch_bert/distributed.py.
 """
 
 from numpy_bert.cli import main
 
+from .distributed import DistributedTorchBackend, launched_by_torchrun, shutdown
 from .training import TorchBackend
 
 if __name__ == "__main__":
-    raise SystemExit(main(backend=TorchBackend))
+    try:
+        status = main(backend=DistributedTorchBackend if launched_by_torchrun() else TorchBackend)
+    finally:
+        shutdown()  # leave the process group, if one was joined: also after an error
+    raise SystemExit(status)

@@ -15,6 +15,9 @@ mixed precision:
   lowered. Only on CUDA.
 
 Parameters and AdamW's moments stay float32 in both cases ("master weights").
+
+Under torchrun, several processes train one model together with
+DistributedDataParallel: torch_bert/distributed.py, a subclass of this backend.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class TorchBackend:
     """torch_bert with torch.optim.AdamW, LambdaLR, clip_grad_norm_ and optional mixed precision."""
 
     name = "torch_bert"
+    world_size = 1  # processes training together: torch_bert/distributed.py's backend, under torchrun
 
     def __init__(self, model: BertForPreTraining, device: str = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
@@ -191,10 +195,20 @@ class TorchBackend:
             tensors["torch_rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy()
         scalars = {"optimizer": {"param_groups": state["param_groups"], "steps": steps},
                    "scheduler": self.scheduler.state_dict(),
-                   "grad_scaler": None if self.scaler is None else self.scaler.state_dict()}
+                   "grad_scaler": None if self.scaler is None else self.scaler.state_dict(),
+                   "world_size": self.world_size}
         return tensors, scalars
 
     def load_training_state(self, tensors: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        saved_world_size = scalars.get("world_size", 1)  # checkpoints from before torchrun support: 1
+        if saved_world_size != self.world_size:
+            written, running = (f"{n} processes" if n > 1 else "a single process"
+                                for n in (saved_world_size, self.world_size))
+            how = ("as a single process, without torchrun" if saved_world_size == 1 else
+                   f"with {saved_world_size} processes (torchrun, --nnodes x --nproc_per_node = {saved_world_size})")
+            raise ValueError(f"the checkpoint was written by {written} and this run has {running}: resume it {how}, "
+                             "so that it computes what the uninterrupted run would have (every process draws its "
+                             "own dropout masks)")
         saved = scalars["optimizer"]
         names = _index_to_name(saved["param_groups"])
         state = {index: {"step": torch.tensor(saved["steps"][name]),
