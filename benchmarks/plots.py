@@ -117,6 +117,8 @@ def plot_speedup(document: dict, out_dir: str, written: list[str]) -> None:
                 ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], fontsize=6.5)
         ax.axhline(1, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, 0.8), high * 2.5)  # head room for the legend above the bars
         ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
         ax.set(title=f"{title} (batch {B} x {T})", ylabel="speed-up over readable NumPy (x, log scale)")
         ax.grid(True, axis="y", which="both", alpha=0.3)
