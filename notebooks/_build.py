@@ -2281,8 +2281,8 @@ NOTEBOOKS["09_speed"] = [
     md(r"""
     ## 1 · Throughput by backend and model size
 
-    Tokens per second of the headline cells (a batch of 32 sequences of 128 tokens in the
-    full run; smaller in `--quick`), for the BERT miniatures tiny (2 layers × 128),
+    Tokens per second of the headline cells (batch and length in each title), for the
+    BERT miniatures tiny (2 layers × 128),
     mini (4 × 256), small (4 × 512) and, on a GPU, base (12 × 768). Cells a machine
     could not run (no GPU) are recorded as skipped, never estimated.
     """),
@@ -2394,15 +2394,21 @@ NOTEBOOKS["09_speed"] = [
             for config, by_phase in per_config.items():
                 entry = by_phase.get(phase, {})
                 for backend, result in entry.items():
-                    if isinstance(result, dict) and result.get("speedup_vs_numpy"):
+                    if isinstance(result, dict) and result.get("speedup_vs_numpy") and backend != "numpy":
                         labels.append(f"{config} {backend}")
                         values.append(result["speedup_vs_numpy"])
                         colours.append(COLOURS.get(backend, "grey"))
-            ax.barh(range(len(values)), values, color=colours)
+            if not values:
+                ax.set_axis_off()
+                continue
+            ax.barh(range(len(values)), [v - 1 for v in values], left=1, color=colours)  # bars start at 1x
+            for k, v in enumerate(values):
+                ax.text(v, k, f" {v:.2f}x ", va="center", fontsize=7, ha="left" if v >= 1 else "right")
             ax.set_yticks(range(len(values)), labels, fontsize=7)
             ax.invert_yaxis()
             ax.axvline(1, color="black", lw=0.8)
             ax.set_xscale("log")
+            ax.set_xlim(min(*values, 1) / 1.8, max(*values, 1) * 1.8)
             plain(ax.xaxis)
             shape = next(iter(per_config.values())).get(phase, {})
             ax.set(title=f"{phase} (batch {shape.get('batch_size')} x {shape.get('seq_len')})",
@@ -2448,10 +2454,13 @@ NOTEBOOKS["09_speed"] = [
                   f"{c['gflops_per_s']:9.1f} {mfu:>7}")
     """),
     md(r"""
-    Small models and short batches sit far below the peak: each step is many small
-    matrix products plus element-wise work (softmax, LayerNorm, GELU, the optimizer)
-    that FLOP counts leave out but the clock does not. Bigger matrices, more of the time
-    spent in BLAS, higher MFU.
+    MFU would be 100 % if the machine did nothing but the counted matrix products, at its
+    best matrix-multiply rate. The gap is the work FLOP counts leave out but the clock
+    does not (softmax, LayerNorm, GELU, dropout, the optimizer, copies and reshapes,
+    Python overhead) and smaller matrices running below the peak rate. That is why the
+    training step (more of that work per FLOP) usually sits lower than inference, why
+    bigger models (bigger matrices) sit higher, and what `numpy_bert.fast` wins back by
+    fusing the element-wise work.
 
     ## 5 · A live timing on this machine (indicative)
 
