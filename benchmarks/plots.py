@@ -45,10 +45,17 @@ def _save(fig, out_dir: str, name: str, written: list[str]) -> None:
 
 
 def plot_seq_len(document: dict, out_dir: str, device: str, name: str, written: list[str]) -> None:
+    fig = seq_len_figure(document, device)
+    if fig is not None:
+        _save(fig, out_dir, name, written)
+
+
+def seq_len_figure(document: dict, device: str):
+    """Time per step against sequence length on ``device`` (log-log), with the FLOP model; None without data."""
     cells = [c for c in _ok(document, "seq") if c["device"] == device]
     phases = [p for p in ("train", "infer") if any(c["phase"] == p for c in cells)]
     if not phases:
-        return
+        return None
     fig, axes = plt.subplots(1, len(phases), figsize=(6.2 * len(phases), 4.6), squeeze=False)
     for ax, phase in zip(axes[0], phases):
         rows = [c for c in cells if c["phase"] == phase]
@@ -87,7 +94,7 @@ def plot_seq_len(document: dict, out_dir: str, device: str, name: str, written: 
                ylabel="time per step (ms, log scale; bars: IQR)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7.5, loc="lower right")
-    _save(fig, out_dir, name, written)
+    return fig
 
 
 def plot_speedup(document: dict, out_dir: str, written: list[str]) -> None:

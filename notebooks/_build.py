@@ -2255,6 +2255,7 @@ NOTEBOOKS["09_speed"] = [
 
     import numpy_bert
     from benchmarks.flops import Shape, attention_crossover, forward_flops, step_flops
+    from benchmarks.plots import COLOURS, seq_len_figure
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer timing repeats
@@ -2287,11 +2288,6 @@ NOTEBOOKS["09_speed"] = [
     could not run (no GPU) are recorded as skipped, never estimated.
     """),
     code(r"""
-    COLOURS = {"numpy": "#1f77b4", "numpy_fast": "#17becf", "torch_bert": "#d62728", "torch_bert_sdpa": "#ff9896",
-               "transformers_eager": "#2ca02c", "transformers_sdpa": "#98df8a", "torch_bert_cuda": "#9467bd",
-               "torch_bert_cuda_compile": "#c5b0d5", "transformers_cuda": "#8c564b"}
-
-
     def cells(doc, sweep, **match):
         return [c for c in doc["cells"] if c["status"] == "ok" and sweep in c["sweeps"]
                 and all(c[k] == v for k, v in match.items())]
@@ -2345,36 +2341,10 @@ NOTEBOOKS["09_speed"] = [
     code(r"""
     for doc in documents:
         for device in ("cpu", "cuda"):
-            sweep = [c for c in cells(doc, "seq") if c["device"] == device]
-            phases = [p for p in ("train", "infer") if any(c["phase"] == p for c in sweep)]
-            if not phases:
-                continue
-            fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 4), squeeze=False)
-            for ax, phase in zip(axes[0], phases):
-                rows = [c for c in sweep if c["phase"] == phase]
-                for backend in dict.fromkeys(c["backend"] for c in rows):
-                    group = sorted((c for c in rows if c["backend"] == backend), key=lambda c: c["seq_len"])
-                    ax.plot([c["seq_len"] for c in group], [c["ms_per_step"] for c in group], "o-",
-                            color=COLOURS.get(backend), label=group[0]["title"])
-                config, batch = rows[0]["config"], rows[0]["batch_size"]
-                shape = Shape.of(numpy_bert.BertConfig.from_preset(config))
-                lengths = sorted({c["seq_len"] for c in rows})
-                flops = [step_flops(shape, phase, batch, t, batch * max(1, round(0.15 * t)))["model"] for t in lengths]
-                first = min((c for c in rows if c["seq_len"] == lengths[0]), key=lambda c: c["ms_per_step"])
-                ax.plot(lengths, np.array(flops) / flops[0] * first["ms_per_step"], "k--", lw=1,
-                        label="FLOP model (scaled)")
-                ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
-                ax.set_xticks(lengths)
-                plain(ax.xaxis, locate=False)
-                plain(ax.yaxis)
-                ax.set(title=f"{'Training step' if phase == 'train' else 'Inference'}: BERT-{config}, batch {batch}, "
-                             f"{device.upper()} ({doc['label']})",
-                       xlabel="sequence length T (tokens, log scale)", ylabel="milliseconds per step (log scale)")
-                ax.grid(True, which="both", alpha=0.3)
-                ax.legend(fontsize=7)
-            fig.tight_layout()
-            plt.show()
+            fig = seq_len_figure(doc, device)  # the figure `python -m benchmarks` saves as seq_len*.png
+            if fig is not None:
+                fig.suptitle(f"{device.upper()}: {doc['label']}")
+                plt.show()
     """),
     md(r"""
     ## 3 · Speed-up over readable NumPy

@@ -4,8 +4,9 @@
         --train FILE --eval FILE --out DIR [--epochs 3 --lr 1e-4 --layerwise-lr-decay 0.9 ...]
     python -m numpy_bert demo-data --task classify --out data/     # offline demo files
 
-(``python -m torch_bert ...`` the same with PyTorch, plus ``--device``/``--precision``;
-``python -m numpy_bert.finetune finetune|demo-data ...`` runs the two commands on their own.)
+(``python -m torch_bert ...`` the same with PyTorch, plus ``--device``/``--precision``.
+``numpy_bert/cli.py`` registers the two commands with :func:`add_finetune_commands` and
+runs them with :func:`run_finetune_command`.)
 
 The model is loaded from any folder with config.json, model.safetensors and vocab.txt: a
 pre-training run of either backend, a checkpoint, a transformers model, a fine-tuned
@@ -480,33 +481,5 @@ def run_finetune_command(args: argparse.Namespace, backend) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, backend=None) -> int:
-    """The two commands on their own: ``python -m numpy_bert.finetune finetune|demo-data ...``.
-
-    Exit status as numpy_bert.cli.main: 0 done, 1 training diverged, 2 bad arguments or data.
-    """
-    backend = finetune_backend(backend or NumpyFinetuneBackend)
-    parser = argparse.ArgumentParser(prog=f"python -m {backend.name}.finetune",
-                                     description="Fine-tune BERT on a task, or write the offline demo data.")
-    sub = add_finetune_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    backend.add_arguments(sub["finetune"], "finetune")
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    if args.command == "finetune":
-        problem = check_finetune_arguments(args) or backend.check_arguments(args)
-        if problem:
-            sub["finetune"].error(problem)
-    try:
-        return run_finetune_command(args, backend)
-    except ValueError as err:
-        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        print(f"{parser.prog} {args.command}: {err}", file=sys.stderr)
-        return 1
-
-
 FINETUNE_COMMANDS = ("finetune", "demo-data")
 FINETUNE_BACKEND = NumpyFinetuneBackend
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -135,16 +135,16 @@ class GELU(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
         if self.approximate == "gelu":
-            return x * (0.5 * (1 + erf(x * SQRT_HALF)))
+            self.cdf = 0.5 * (1 + erf(x * SQRT_HALF))  # kept: the backward needs Phi(x) too
+            return x * self.cdf
         self.t = np.tanh(SQRT_TWO_OVER_PI * (x + 0.044715 * x**3))
         return 0.5 * x * (1 + self.t)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x = self.x
         if self.approximate == "gelu":
-            cdf = 0.5 * (1 + erf(x * SQRT_HALF))
             pdf = INV_SQRT_TWO_PI * np.exp(-0.5 * x * x)
-            return dy * (cdf + x * pdf)
+            return dy * (self.cdf + x * pdf)
         t = self.t
         du_dx = SQRT_TWO_OVER_PI * (1 + 3 * 0.044715 * x * x)
         return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du_dx)
@@ -189,9 +189,10 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     with np.errstate(invalid="ignore", divide="ignore"):
         loss = -log_probs[np.arange(rows.size), targets].sum() / n
         dlogits = np.zeros_like(logits)
-        d_counted = np.exp(log_probs)
+        d_counted = np.exp(log_probs, out=log_probs)  # p, in place: log p is no longer needed
         d_counted[np.arange(rows.size), targets] -= 1
-        dlogits[rows] = d_counted / n
+        d_counted /= n
+        dlogits[rows] = d_counted
     return loss, dlogits
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from numpy_bert import BertConfig, BertForPreTraining
+from numpy_bert.cli import main as cli_main
 from numpy_bert.corpus import Corpus, Document
 from numpy_bert.demo_tasks import code_spans, demo_dataset, family, tag_words, write_demo_data
-from numpy_bert.finetune import main as finetune_main
 from numpy_bert.finetune_data import (
     check_known_labels,
     encode,
@@ -36,6 +36,7 @@ from numpy_bert.finetune_data import (
 from numpy_bert.heads import best_span
 from numpy_bert.metrics import bio_entities, classification_report, entity_report, normalize_answer, squad_report
 from numpy_bert.tokenization import BertTokenizer
+from numpy_bert.training import NumpyBackend
 from numpy_bert.wordpiece_trainer import train_wordpiece_vocab
 
 # ---- data files ----------------------------------------------------------------------------
@@ -318,11 +319,17 @@ def finetune_args(task: str, model, data, out, *extra) -> list[str]:
             "--log-every", "1", "--lr", "1e-3", "--no-progress", *extra]
 
 
-def torch_finetune_main(argv):
-    pytest.importorskip("torch")
-    from torch_bert.finetune import TorchFinetuneBackend
+def finetune_main(argv):
+    """``python -m numpy_bert ARGV``, in process."""
+    return cli_main(argv, backend=NumpyBackend)
 
-    return finetune_main(argv, backend=TorchFinetuneBackend)
+
+def torch_finetune_main(argv):
+    """``python -m torch_bert ARGV``, in process."""
+    pytest.importorskip("torch")
+    from torch_bert.training import TorchBackend
+
+    return cli_main(argv, backend=TorchBackend)
 
 
 BACKENDS = {"numpy_bert": finetune_main, "torch_bert": torch_finetune_main}
@@ -358,7 +365,7 @@ def test_finetune_end_to_end(tmp_path, pretrained, data, backend, task, caplog, 
 def test_module_entry_point_prints_the_notice(tmp_path, pretrained, data):
     """Run as a program (no logging set up), the notice of the new head tensors reaches the terminal."""
     argv = finetune_args("qa", pretrained, data, tmp_path / "run")
-    done = subprocess.run([sys.executable, "-m", "numpy_bert.finetune", *argv], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "numpy_bert", *argv], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "newly initialised (not in the checkpoint): qa_outputs.bias, qa_outputs.weight" in done.stderr
@@ -414,17 +421,3 @@ def test_torch_demo_data_command(tmp_path, monkeypatch):
     monkeypatch.setattr("numpy_bert.demo_tasks.load_default_corpus", lambda: corpus)
     assert torch_finetune_main(["demo-data", "--task", "tag", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "tag-eval.jsonl").is_file()
-
-
-def test_registered_in_the_package_command_line(tmp_path, pretrained, data):
-    """``python -m numpy_bert finetune ...`` runs these commands (numpy_bert/cli.py dispatches to them)."""
-    from numpy_bert.cli import build_parser
-    from numpy_bert.cli import main as cli_main
-    from numpy_bert.training import NumpyBackend
-
-    _, sub = build_parser(NumpyBackend)
-    if "finetune" not in sub:
-        pytest.skip("finetune/demo-data are not registered in numpy_bert/cli.py yet")
-    assert "demo-data" in sub
-    assert cli_main(finetune_args("tag", pretrained, data, tmp_path / "run"), backend=NumpyBackend) == 0
-    assert (tmp_path / "run" / "metrics.json").is_file()

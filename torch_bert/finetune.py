@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from numpy_bert.finetune import OUTPUT_NAMES, label_arguments, main, model_class
+from numpy_bert.finetune import OUTPUT_NAMES, label_arguments, model_class
 from numpy_bert.training import lr_schedule
 
 from . import heads
@@ -76,6 +76,3 @@ class TorchFinetuneBackend(TorchBackend):
 
 
 FINETUNE_BACKEND = TorchFinetuneBackend
-
-if __name__ == "__main__":
-    raise SystemExit(main(backend=TorchFinetuneBackend))
