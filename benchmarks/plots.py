@@ -152,20 +152,7 @@ def plot_memory(document: dict, out_dir: str, written: list[str]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     ax = axes[1]
-    configs = [c for c in ("tiny", "mini", "small", "medium", "base") if any(x["config"] == c for x in head)]
-    backends = [b for b in COLOURS if any(x["backend"] == b for x in head)]
-    width = 0.8 / max(1, len(backends))
-    for j, backend in enumerate(backends):
-        xs, ys = [], []
-        for i, config in enumerate(configs):
-            cell = next((x for x in head if x["backend"] == backend and x["config"] == config), None)
-            if cell:
-                xs.append(i + (j - (len(backends) - 1) / 2) * width)
-                ys.append(cell["peak_memory_bytes"] / 2**20)
-        if xs:
-            title = next(x["title"] for x in head if x["backend"] == backend)
-            ax.bar(xs, ys, width, color=COLOURS[backend], label=title)
-    ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
+    grouped_bars(ax, head, lambda cell: cell["peak_memory_bytes"] / 2**20)
     if head:
         ax.set_title(f"Training step: peak memory (batch {head[0]['batch_size']} x {head[0]['seq_len']})")
     ax.set(ylabel="peak memory growth (MiB)")
@@ -174,6 +161,19 @@ def plot_memory(document: dict, out_dir: str, written: list[str]) -> None:
     fig.text(0.5, 0.005, "peak memory growth over the model + batch: CPU peak RSS (VmHWM), GPU max_memory_allocated",
              ha="center", fontsize=7, color="dimgrey")
     _save(fig, out_dir, "memory.png", written)
+
+
+def grouped_bars(ax, cells: list[dict], value) -> None:
+    """One group of bars per config along x, one bar per backend in it; ``value(cell)`` is a bar's height."""
+    configs = [c for c in ("tiny", "mini", "small", "medium", "base") if any(x["config"] == c for x in cells)]
+    backends = [b for b in COLOURS if any(x["backend"] == b for x in cells)]
+    width = 0.8 / max(1, len(backends))
+    for j, backend in enumerate(backends):
+        offset = (j - (len(backends) - 1) / 2) * width
+        bars = [(i + offset, value(x), x["title"]) for i, config in enumerate(configs)
+                for x in cells if x["backend"] == backend and x["config"] == config]
+        ax.bar([x for x, _, _ in bars], [y for _, y, _ in bars], width, color=COLOURS[backend], label=bars[0][2])
+    ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
 
 
 def plot_batch(document: dict, out_dir: str, written: list[str]) -> None:

@@ -2255,7 +2255,7 @@ NOTEBOOKS["09_speed"] = [
 
     import numpy_bert
     from benchmarks.flops import Shape, attention_crossover, forward_flops, step_flops
-    from benchmarks.plots import COLOURS, seq_len_figure
+    from benchmarks.plots import COLOURS, grouped_bars, seq_len_figure
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer timing repeats
@@ -2308,19 +2308,7 @@ NOTEBOOKS["09_speed"] = [
             if not rows:
                 ax.set_axis_off()
                 continue
-            configs = list(dict.fromkeys(c["config"] for c in rows))
-            backends = list(dict.fromkeys(c["backend"] for c in rows))
-            width = 0.8 / len(backends)
-            for j, backend in enumerate(backends):
-                xs, ys = [], []
-                for i, config in enumerate(configs):
-                    cell = next((c for c in rows if c["backend"] == backend and c["config"] == config), None)
-                    if cell:
-                        xs.append(i + (j - (len(backends) - 1) / 2) * width)
-                        ys.append(cell["tokens_per_s"])
-                title = next(c["title"] for c in rows if c["backend"] == backend)
-                ax.bar(xs, ys, width, color=COLOURS.get(backend), label=title)
-            ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
+            grouped_bars(ax, rows, lambda cell: cell["tokens_per_s"])  # also draws benchmarks' memory.png
             ax.set_yscale("log")
             plain(ax.yaxis)
             ax.set(title=f"{'Training step' if phase == 'train' else 'Inference'}, batch {rows[0]['batch_size']} x "

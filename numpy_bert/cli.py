@@ -4,6 +4,7 @@
     python -m numpy_bert train --out runs/np-tiny --resume
     python -m numpy_bert eval runs/np-tiny
     python -m numpy_bert fill-mask runs/np-tiny "A list is a mutable [MASK]." --top-k 5
+    python -m numpy_bert compare runs/np-tiny runs/pt-tiny --out runs/compare.png
     python -m numpy_bert finetune ... / demo-data ...   (numpy_bert/finetune.py)
     python -m numpy_bert embed minilm "text" ... / similarity minilm "query" "text" ...
                                                         (numpy_bert/sentence_embeddings.py)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ from .cli_args import (
 from .config import PRESETS
 from .finetune import FINETUNE_COMMANDS, add_finetune_commands, check_finetune_arguments, run_finetune_command
 from .inference import evaluate, fill_mask, format_fill_mask, format_metrics
+from .plots import plot_runs
 from .run_folder import RunFolder
 from .sentence_embeddings import EMBEDDING_COMMANDS, add_embedding_commands, run_embedding_command
 from .tokenization import BertTokenizer
@@ -45,6 +48,8 @@ from .training import (
 )
 
 # ---- the parser -------------------------------------------------------------------------
+
+MODEL_FREE_COMMANDS = ("demo-data", "compare")  # they compute nothing with a model: no backend options
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -144,6 +149,11 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
         "fill-mask": commands.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence",
                                          formatter_class=formatter,
                                          description="Print the most likely tokens for each [MASK] in TEXT."),
+        "compare": commands.add_parser("compare", help="plot and tabulate several runs side by side",
+                                       formatter_class=formatter,
+                                       description="Read the metrics.jsonl of each RUN folder (either backend): "
+                                                   "plot their loss and held-out accuracy curves into one PNG and "
+                                                   "print a table of their final figures."),
     }
     add_train_arguments(sub["train"])
     sub["eval"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
@@ -151,9 +161,11 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     sub["fill-mask"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
     sub["fill-mask"].add_argument("text", help='text with one or more [MASK], e.g. "A list is a mutable [MASK]."')
     sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per [MASK]")
+    sub["compare"].add_argument("runs", nargs="+", metavar="RUN", help="run folders (with a metrics.jsonl)")
+    sub["compare"].add_argument("--out", default="compare.png", help="the PNG to write")
     sub.update(add_finetune_commands(commands, formatter))
     for command, subparser in sub.items():
-        if command != "demo-data":  # the one command that computes nothing with a model
+        if command not in MODEL_FREE_COMMANDS:
             backend.add_arguments(subparser, command)
     if backend.name == "numpy_bert":  # sentence embeddings: pure NumPy, so only under numpy_bert
         sub.update(add_embedding_commands(commands, formatter))
@@ -233,6 +245,34 @@ def fill_mask_command(args: argparse.Namespace, backend) -> int:
     return 0
 
 
+def compare_command(args: argparse.Namespace) -> int:
+    """One figure and one table for several run folders."""
+    runs = {}
+    for folder in args.runs:
+        rows = RunFolder(folder).read_metrics()
+        if not rows:
+            raise ValueError(f"{folder} is not a run folder with training metrics: no rows in {folder}/metrics.jsonl")
+        runs[folder] = rows
+    print(format_run_table(runs))
+    print(f"wrote {plot_runs(runs, args.out)}")
+    return 0
+
+
+def format_run_table(runs: dict[str, list[dict]]) -> str:
+    """A Markdown table: per run, its last step, median speed and last validation figures."""
+    lines = ["| run | steps | tokens/s (median) | validation step | MLM accuracy | perplexity | NSP accuracy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, rows in runs.items():
+        train = [r for r in rows if r.get("split") == "train"]
+        validation = [r for r in rows if r.get("split") == "validation"]
+        speed = f"{statistics.median(r['tokens_per_s'] for r in train):,.0f}" if train else "-"
+        last = validation[-1] if validation else {}
+        figures = ([f"{last['step']:,}", f"{last['mlm_accuracy']:.1%}", f"{last['perplexity']:.1f}",
+                    f"{last['nsp_accuracy']:.1%}"] if last else ["-"] * 4)
+        lines.append(f"| {name} | {train[-1]['step'] if train else 0:,} | {speed} | " + " | ".join(figures) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None, backend=None) -> int:
     """Parse ``argv`` and run the command with ``backend``; returns the exit status.
 
@@ -248,7 +288,7 @@ def main(argv: Sequence[str] | None = None, backend=None) -> int:
         problem = check_train_arguments(args)
     elif args.command == "finetune":
         problem = check_finetune_arguments(args)
-    if args.command not in ("demo-data", *EMBEDDING_COMMANDS):
+    if args.command not in (*MODEL_FREE_COMMANDS, *EMBEDDING_COMMANDS):
         problem = problem or backend.check_arguments(args)
     if problem:
         sub[args.command].error(problem)
@@ -261,6 +301,8 @@ def main(argv: Sequence[str] | None = None, backend=None) -> int:
             return run_finetune_command(args, backend)
         if args.command in EMBEDDING_COMMANDS:
             return run_embedding_command(args)
+        if args.command == "compare":
+            return compare_command(args)
         return fill_mask_command(args, backend)
     except ValueError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)

@@ -89,3 +89,30 @@ def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, titl
     written.append(folder / "learning_rate.png")
     _save(figure, written[-1])
     return written
+
+
+def plot_runs(runs: dict[str, Sequence[dict[str, Any]]], path: str | os.PathLike,
+              title: str = "pre-training runs") -> Path:
+    """Two panels, one line per run: training loss, and held-out masked-token accuracy.
+
+    ``runs`` maps a label to the rows of that run's metrics.jsonl; the figure goes to ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2))
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.13, wspace=0.22)
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for label, rows in runs.items():
+        line, = loss_axes.plot(*_series(rows, "train", "loss"), label=f"{label} (train)")
+        loss_axes.plot(*_series(rows, "validation", "loss"), marker="o", markersize=4, linestyle="--",
+                       color=line.get_color(), label=f"{label} (validation)")
+        _plot(accuracy_axes, *_series(rows, "validation", "mlm_accuracy"), label, marker="o")
+    loss_axes.set(title=f"{title}: loss (MLM + NSP)", xlabel="optimizer step", ylabel="cross-entropy (nats)")
+    accuracy_axes.set(title="held-out masked-token accuracy", xlabel="optimizer step", ylabel="MLM accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(figure, path)
+    return path

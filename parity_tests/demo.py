@@ -14,15 +14,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import numpy_bert
 from numpy_bert.cli import main as cli_main
 from numpy_bert.inference import fill_mask
+from numpy_bert.plots import plot_runs
+from numpy_bert.run_folder import RunFolder
 from numpy_bert.tokenization import BertTokenizer
 from numpy_bert.training import NumpyBackend, load_corpus_splits, train_tokenizer
 from torch_bert.training import TorchBackend
@@ -56,25 +56,8 @@ def train_both(out: Path, init: Path, args: argparse.Namespace) -> dict[str, lis
         status = cli_main(options, backend)
         if status != 0:
             raise SystemExit(f"{name} training failed with status {status}")
-        rows[name] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows[name] = RunFolder(run).read_metrics()
     return rows
-
-
-def plot_curves(rows: dict[str, list[dict]], path: Path, title: str = "MLM + NSP loss, same start, same data") -> None:
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for (name, data), style in zip(rows.items(), ("-", "--")):
-        train = [r for r in data if r["split"] == "train"]
-        valid = [r for r in data if r["split"] == "validation"]
-        loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], style, label=f"{name} train")
-        loss_ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], style, marker="o",
-                     label=f"{name} validation")
-        acc_ax.plot([r["step"] for r in valid], [r["mlm_accuracy"] for r in valid], style, marker="o", label=name)
-    loss_ax.set(title=title, xlabel="optimizer step", ylabel="loss (nats)")
-    acc_ax.set(title="Held-out masked-token accuracy", xlabel="optimizer step", ylabel="MLM accuracy")
-    loss_ax.legend(), acc_ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def largest_loss_gap(rows: dict[str, list[dict]]) -> float:
@@ -113,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     init = out / "tiny-initial"
     initial_checkpoint(init, args.vocab_size, args.seed)
     rows = train_both(out, init, args)
-    plot_curves(rows, out / "curves.png")
+    plot_runs(rows, out / "curves.png", title="same start, same data")
     gap = largest_loss_gap(rows)
     finals = {name: [r for r in data if r["split"] == "validation"][-1] for name, data in rows.items()}
     print("\n== 3. how the two compare ==\n")

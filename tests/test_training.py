@@ -254,6 +254,25 @@ def test_eval_and_fill_mask(runs, name, reader, capsys):
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
 
 
+def test_compare_tabulates_and_plots_both_backends(tmp_path, runs, capsys):
+    folders = [str(runs["numpy_bert"]), str(runs["torch_bert"])]
+    assert main(["compare", *folders, "--out", str(tmp_path / "both.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (tmp_path / "both.png").read_bytes().startswith(b"\x89PNG")
+    assert lines[-1] == f"wrote {tmp_path / 'both.png'}"
+    for folder, line in zip(folders, lines[2:4]):
+        final = [r for r in RunFolder(folder).read_metrics() if r["split"] == "validation"][-1]
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0] == folder and cells[1] == "4" and cells[3] == "4"
+        assert cells[4] == f"{final['mlm_accuracy']:.1%}" and cells[6] == f"{final['nsp_accuracy']:.1%}"
+
+
+def test_compare_names_a_folder_without_metrics(tmp_path, runs, capsys):
+    assert main(["compare", str(runs["numpy_bert"]), str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"{tmp_path} is not a run folder with training metrics" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_reads_a_transformers_folder(tmp_path, runs, capsys):
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
