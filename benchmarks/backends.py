@@ -175,9 +175,14 @@ def _prepare_torch(cell: dict, spec: dict) -> Prepared:
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else contextlib.nullcontext
     if spec["compiled"]:
         # Compile the parts without data-dependent control flow (the input checks and the gathering of
-        # labelled positions would break the graph), in place, so parameter names stay the same.
-        model.bert.encoder.compile()
-        model.cls.predictions.compile()
+        # labelled positions would break the graph), in place, so parameter names stay the same, for this
+        # cell's fixed shapes. The compiled code hangs off forward functions that every cell's modules
+        # share: a fresh cache per cell, and an error rather than a silent eager fallback at torch's
+        # recompile limit, keep "compiled" true of every compiled cell.
+        torch._dynamo.reset()
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+        model.bert.encoder.compile(dynamic=False)
+        model.cls.predictions.compile(dynamic=False)
     run = model
     sync = torch.cuda.synchronize if device == "cuda" else None
 

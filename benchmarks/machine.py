@@ -14,15 +14,18 @@ import subprocess
 
 # Dense (no sparsity) peak throughput from NVIDIA's datasheets, TFLOP/s, for the
 # precision the CUDA cells run in (bf16 autocast). Matched against the device name,
-# first match wins; a GPU not listed gets no MFU (the reason is recorded).
+# the longest matching key wins ("H100 NVL" over "H100", "L40S" over "L40" over "L4");
+# a GPU not listed gets no MFU (the reason is recorded).
 GPU_PEAK_TFLOPS_BF16: list[tuple[str, float, str]] = [
     ("H100 PCIe", 756.0, "NVIDIA H100 PCIe datasheet, BF16 dense"),
     ("H100 NVL", 835.0, "NVIDIA H100 NVL datasheet, BF16 dense"),
     ("H100", 989.4, "NVIDIA H100 SXM datasheet, BF16 dense (1979 with sparsity)"),
-    ("H200", 989.4, "NVIDIA H200 datasheet, BF16 dense (1979 with sparsity)"),
+    ("H200 NVL", 835.0, "NVIDIA H200 NVL datasheet, BF16 dense"),
+    ("H200", 989.4, "NVIDIA H200 SXM datasheet, BF16 dense (1979 with sparsity)"),
     ("GH200", 989.4, "NVIDIA GH200 datasheet, BF16 dense"),
     ("A100", 312.0, "NVIDIA A100 datasheet, BF16 dense"),
     ("L40S", 362.05, "NVIDIA L40S datasheet, BF16 dense"),
+    ("L40", 181.05, "NVIDIA L40 datasheet, BF16 dense"),
     ("L4", 121.0, "NVIDIA L4 datasheet, BF16 dense"),
 ]
 
@@ -77,9 +80,10 @@ def machine_label(threads: int | None = None, gpus: list[str] | None = None) -> 
 
 def gpu_peak(name: str) -> tuple[float | None, str]:
     """(dense bf16 TFLOP/s, source) for a GPU name, or (None, why not)."""
-    for key, tflops, source in GPU_PEAK_TFLOPS_BF16:
-        if key.lower() in name.lower():
-            return tflops, source
+    matches = [entry for entry in GPU_PEAK_TFLOPS_BF16 if entry[0].lower() in name.lower()]
+    if matches:
+        _, tflops, source = max(matches, key=lambda entry: len(entry[0]))
+        return tflops, source
     return None, f"no datasheet peak recorded for {name!r} in benchmarks/machine.py"
 
 

@@ -165,7 +165,8 @@ def main(argv: list[str]) -> int:
                                   "memory_gib": round(props.total_memory / 2**30, 1),
                                   "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
         else:
-            cuda_reason = "no CUDA device (torch.cuda.is_available() is False)"
+            build = "" if torch.version.cuda else f"; torch {torch.__version__} is a CPU-only build"
+            cuda_reason = f"no CUDA device (torch.cuda.is_available() is False{build})"
         try:
             import transformers
 

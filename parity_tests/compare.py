@@ -18,8 +18,8 @@ FLOOR_FRACTION = 1e-3
 
 
 def to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
+    if hasattr(value, "detach"):  # a torch tensor (float64 first: NumPy has no bfloat16)
+        value = value.detach().cpu().double().numpy()
     return np.asarray(value, dtype=np.float64)
 
 

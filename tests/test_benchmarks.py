@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks import matrix
 from benchmarks.flops import Shape, attention_crossover, step_flops
+from benchmarks.machine import gpu_peak
 from benchmarks.report import render_readme
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -171,3 +172,11 @@ def test_matrix_modes():
     quick = matrix.build_cells(matrix.MODES["quick"], gpu=False)
     assert any(c["id"] == "train/mini/numpy_fast/b32/t128" for c in quick)
     assert all(c["backend"] in matrix.CPU_LEAN for c in quick)
+
+
+@pytest.mark.parametrize("name, tflops", [("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
+                                          ("NVIDIA H100 NVL", 835.0), ("NVIDIA H200 NVL", 835.0),
+                                          ("NVIDIA L40", 181.05), ("NVIDIA L40S", 362.05), ("NVIDIA L4", 121.0),
+                                          ("Tesla T4", None)])
+def test_gpu_peak_takes_the_most_specific_datasheet_entry(name, tflops):
+    assert gpu_peak(name)[0] == tflops

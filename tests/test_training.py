@@ -70,14 +70,19 @@ def micro_config(tmp_path_factory) -> str:
     return write_micro_config(tmp_path_factory.mktemp("config"))
 
 
+def on_cpu(backend) -> list[str]:
+    """torch_bert's option for the CPU: without it, a machine with a GPU would run these tests on CUDA."""
+    return ["--device", "cpu"] if backend is TorchBackend else []
+
+
 @pytest.fixture(scope="module")
 def tiny_args(corpus, micro_config):
     """``train`` arguments for a run of a few seconds: 32-token pairs, 4 per batch, a 200-token vocabulary."""
 
-    def make(out: Path, *extra: str, corpus: str = corpus) -> list[str]:
+    def make(out: Path, *extra: str, corpus: str = corpus, backend=NumpyBackend) -> list[str]:
         return ["train", "--out", str(out), "--corpus", corpus, "--config", micro_config, "--vocab-size", "200",
                 "--seq-len", "32", "--batch-size", "4", "--eval-batches", "2", "--no-progress", "--no-plots",
-                *extra]
+                *on_cpu(backend), *extra]
 
     return make
 
@@ -107,7 +112,7 @@ def straight_run(tmp_path_factory, tiny_args):
     def run_of(backend) -> tuple[bytes, bytes, list[dict]]:
         if backend not in cache:
             run = tmp_path_factory.mktemp("straight") / "run"
-            assert main(tiny_args(run, *RESUME_OPTIONS), backend) == 0
+            assert main(tiny_args(run, *RESUME_OPTIONS, backend=backend), backend) == 0
             cache[backend] = final_state(run)
         return cache[backend]
 
@@ -137,7 +142,7 @@ def test_resume_is_bitwise_identical(tmp_path, tiny_args, straight_run, monkeypa
     run = tmp_path / "run"
     with monkeypatch.context() as patch:  # killed during step 5: the last checkpoint is step 3
         fail_on_call(patch, backend, "optimizer_step", 5, KeyboardInterrupt())
-        assert main(tiny_args(run, *RESUME_OPTIONS), backend) == 130
+        assert main(tiny_args(run, *RESUME_OPTIONS, backend=backend), backend) == 130
     assert max(row["step"] for row in RunFolder(run).read_metrics()) == 4  # rows after step 3, to be dropped
     assert main(["train", "--out", str(run), "--resume", "--no-progress"], backend) == 0
     weights, state, rows = final_state(run)
@@ -197,7 +202,7 @@ def runs(tmp_path_factory, tiny_args) -> dict[str, Path]:
     for name, backend in (("numpy_bert", NumpyBackend), ("torch_bert", TorchBackend)):
         folders[name] = tmp_path_factory.mktemp(name) / "run"
         argv = tiny_args(folders[name], "--steps", "4", "--eval-every", "2", "--checkpoint-every", "2",
-                         "--log-every", "2", "--plots")
+                         "--log-every", "2", "--plots", backend=backend)
         assert main(argv, backend) == 0
     return folders
 
@@ -237,7 +242,7 @@ def test_transformers_loads_the_run(runs, name):
 @pytest.mark.parametrize("name", ["numpy_bert", "torch_bert"])
 def test_eval_and_fill_mask(runs, name, reader, capsys):
     run = runs[name]
-    assert main(["eval", str(run)], reader) == 0
+    assert main(["eval", str(run), *on_cpu(reader)], reader) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     metrics = json.loads(lines[-1])
     assert "MLM accuracy" in lines[-2] and "perplexity" in lines[-2] and "NSP accuracy" in lines[-2]
@@ -246,7 +251,7 @@ def test_eval_and_fill_mask(runs, name, reader, capsys):
         assert metrics[key] == final[key], key
     assert metrics["perplexity"] == pytest.approx(final["perplexity"], rel=1e-4)
 
-    assert main(["fill-mask", str(run), "A list is a mutable [MASK].", "--top-k", "3"], reader) == 0
+    assert main(["fill-mask", str(run), "A list is a mutable [MASK].", "--top-k", "3", *on_cpu(reader)], reader) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "A list is a mutable [MASK]."
     assert [line.split()[0] for line in lines[1:]] == ["1.", "2.", "3."]
@@ -289,7 +294,8 @@ def test_reads_a_transformers_folder(tmp_path, runs, capsys):
 
 
 def test_bf16_autocast_on_cpu(tmp_path, tiny_args):
-    assert main(tiny_args(tmp_path / "run", "--steps", "2", "--precision", "bf16"), TorchBackend) == 0
+    assert main(tiny_args(tmp_path / "run", "--steps", "2", "--precision", "bf16", backend=TorchBackend),
+                TorchBackend) == 0
     assert all(np.isfinite(r["loss"]) for r in RunFolder(tmp_path / "run").read_metrics())
 
 
@@ -395,7 +401,7 @@ def test_init_from_a_pretrained_encoder(tmp_path, corpus, backend, caplog):
     run = tmp_path / "adapted"
     options = ["train", "--out", str(run), "--corpus", corpus, "--init-from", str(pretrained), "--seq-len", "32",
                "--batch-size", "4", "--eval-batches", "1", "--steps", "2", "--lr", "1e-12", "--weight-decay", "0",
-               "--no-progress", "--no-plots"]
+               "--no-progress", "--no-plots", *on_cpu(backend)]
     assert main(options, backend) == 0
     assert "newly initialised" in caplog.text and "cls.predictions.transform.dense.weight" in caplog.text
     assert (run / "vocab.txt").read_text() == (pretrained / "vocab.txt").read_text()

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import math
 import os
 from collections.abc import Mapping
@@ -112,6 +113,11 @@ def launched_by_torchrun() -> bool:
     return Launch.from_environment().is_distributed
 
 
+# The other processes wait at a barrier while the main one evaluates and writes checkpoints:
+# longer than NCCL's 10-minute default can take on a big validation set.
+WAIT_FOR_MAIN_PROCESS = datetime.timedelta(hours=1)
+
+
 def init_process_group(launch: Launch, device: str) -> torch.device:
     """Join the other processes: gloo on CPU; NCCL on GPU, each process on its ``LOCAL_RANK``-th GPU.
 
@@ -121,10 +127,12 @@ def init_process_group(launch: Launch, device: str) -> torch.device:
     if device == "cuda":
         here = torch.device("cuda", launch.local_rank)
         torch.cuda.set_device(here)
-        dist.init_process_group("nccl", rank=launch.rank, world_size=launch.world_size, device_id=here)
+        dist.init_process_group("nccl", rank=launch.rank, world_size=launch.world_size, device_id=here,
+                                timeout=WAIT_FOR_MAIN_PROCESS)
     else:
         here = torch.device("cpu")
-        dist.init_process_group("gloo", rank=launch.rank, world_size=launch.world_size)
+        dist.init_process_group("gloo", rank=launch.rank, world_size=launch.world_size,
+                                timeout=WAIT_FOR_MAIN_PROCESS)
     return here
 
 

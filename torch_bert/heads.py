@@ -50,8 +50,9 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """alpha τ² KL(softmax(t/τ) || softmax(s/τ)) + (1 - alpha) CE(s, labels); KL averaged over the batch."""
     if not 0.0 <= alpha <= 1.0 or temperature <= 0:
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got alpha={alpha}, temperature={temperature}")
-    log_q = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)  # bf16 logits (autocast): in float32
+    log_q = F.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
+    log_p = F.log_softmax(teacher_logits.to(dtype) / temperature, dim=-1)
     kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
     return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(student_logits, labels)
 

@@ -184,7 +184,10 @@ class BertModel(BertPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
         dtype = self.embeddings.word_embeddings.weight.dtype
-        mask = None if attention_mask is None else additive_attention_mask(attention_mask, dtype)
+        # A mask of all ones would add zeros to the scores: leave it out, as transformers does, so that
+        # scaled_dot_product_attention may pick its fastest (flash) kernel, which takes no mask.
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        mask = additive_attention_mask(attention_mask, dtype) if padded else None
         states = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
         last = states[-1]
         return BaseModelOutputWithPooling(

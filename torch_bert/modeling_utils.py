@@ -29,7 +29,15 @@ __all__ = ["BertPreTrainedModel", "Dropout", "additive_attention_mask", "check_l
 
 
 def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, T) of 1/0 -> (B, 1, 1, T) of 0 / the dtype's most negative number (transformers' eager mask)."""
+    """(B, T) of 1/0 -> (B, 1, 1, T) of 0 / the dtype's most negative number (transformers' eager mask).
+
+    Under autocast the scores are computed in the autocast dtype, so the mask is built in it: float32's
+    most negative number would round to -inf in bfloat16, and a row with every key masked would then
+    be NaN or zeros instead of the uniform average it is in float32 and in numpy_bert.
+    """
+    device_type = attention_mask.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
     zero = torch.zeros((), dtype=dtype, device=attention_mask.device)
     return torch.where(attention_mask[:, None, None, :] != 0, zero, torch.finfo(dtype).min)
 
