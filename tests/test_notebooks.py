@@ -45,6 +45,13 @@ def code_cells(nb) -> list:
     return [cell for cell in nb.cells if cell.cell_type == "code"]
 
 
+def cells_missing_figures(cells: list) -> list[int]:
+    """Indices of the code cells that call plt.show() yet hold no image: a backend switched to a
+    non-displaying one (matplotlib.use("Agg") in an imported module, say) shows nothing, silently."""
+    return [i for i, cell in enumerate(cells) if "plt.show()" in cell.source
+            and not any("image/png" in output.get("data", {}) for output in cell.outputs)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_runs(path: Path):
@@ -53,6 +60,7 @@ def test_notebook_runs(path: Path):
         cell.outputs, cell.execution_count = [], None
     _build.execute(nb, cwd=str(NOTEBOOK_DIR), fast=True, timeout=CELL_TIMEOUT_S)  # raises on any cell error
     assert all(cell.execution_count is not None for cell in code_cells(nb))
+    assert not cells_missing_figures(code_cells(nb)), f"{path.name}: cells without their figures"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -67,6 +75,8 @@ def test_committed_outputs_are_current(path: Path):
         + REGENERATE.format(prefix=prefix))
     errors = [(i, o.get("ename")) for i, cell in enumerate(cells) for o in cell.outputs if o.output_type == "error"]
     assert not errors, f"{path.name} has committed error outputs {errors}: " + REGENERATE.format(prefix=prefix)
+    missing = cells_missing_figures(cells)
+    assert not missing, f"{path.name}: code cells {missing} call plt.show() but hold no figure"
     size = path.stat().st_size
     assert size <= MAX_NOTEBOOK_BYTES, (
         f"{path.name} is {size / 1e3:.0f} KB (limit {MAX_NOTEBOOK_BYTES / 1e3:.0f} KB): use smaller or fewer figures")
