@@ -21,7 +21,6 @@ from safetensors.numpy import load_file, save
 logger = logging.getLogger("numpy_bert")
 
 WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 # transformers refuses safetensors files whose metadata lacks a known format tag.
 SAFETENSORS_METADATA = {"format": "pt"}
 # Parameters of task heads: they may be freshly initialised when a checkpoint lacks

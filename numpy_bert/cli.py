@@ -30,7 +30,7 @@ from .cli_args import (
     positive_int,
     probability,
 )
-from .config import PRESETS
+from .config import CONFIG_NAME, PRESETS
 from .finetune import FINETUNE_COMMANDS, add_finetune_commands, check_finetune_arguments, run_finetune_command
 from .inference import evaluate, fill_mask, format_fill_mask, format_metrics
 from .plots import plot_runs
@@ -178,7 +178,7 @@ def check_train_arguments(args: argparse.Namespace) -> str | None:
         return f"--warmup {args.warmup}: a value of 1 or more is a number of steps and must be whole"
     if args.seq_len < 8:
         return f"--seq-len {args.seq_len} is too short for [CLS] A [SEP] B [SEP]; use at least 8"
-    if args.config not in PRESETS and not (Path(args.config) / "config.json").is_file():
+    if args.config not in PRESETS and not (Path(args.config) / CONFIG_NAME).is_file():
         return f"--config {args.config!r} is neither a preset ({', '.join(PRESETS)}) nor a folder with a config.json"
     return None
 

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+CONFIG_NAME = "config.json"
+
 # The BERT miniatures of Turc et al. 2019 ("Well-Read Students Learn Better"):
 # name -> (num_hidden_layers L, hidden_size H, num_attention_heads A). The
 # feed-forward size is always 4H, as in the original release.
@@ -123,13 +125,13 @@ class BertConfig:
 
         os.makedirs(directory, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        atomic_write_bytes(os.path.join(directory, "config.json"), text.encode("utf-8"))
+        atomic_write_bytes(os.path.join(directory, CONFIG_NAME), text.encode("utf-8"))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> BertConfig:
         if not os.path.isdir(directory):
             raise ValueError(f"checkpoint folder {os.fspath(directory)!r} does not exist")
-        path = os.path.join(directory, "config.json")
+        path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise ValueError(f"no config.json in {os.fspath(directory)!r}")
         try:

@@ -257,6 +257,13 @@ def _dropout_scale(x: np.ndarray, p: float):
     return x.dtype.type(1) / x.dtype.type(1 - p)
 
 
+def _dropout(block: np.ndarray, keep: np.ndarray, scale, out: np.ndarray | None = None) -> np.ndarray:
+    """out = block * scale * keep (in place when ``out`` is None): a dropout forward, or its backward."""
+    out = np.multiply(block, scale, out=block if out is None else out)
+    out *= keep
+    return out
+
+
 def norm_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
                  keep_in: np.ndarray | None = None, p_in: float = 0.0, residual: np.ndarray | None = None,
                  keep_out: np.ndarray | None = None, p_out: float = 0.0, out: np.ndarray | None = None):
@@ -275,8 +282,7 @@ def norm_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
     def kernel(lo, hi):
         z = x[lo:hi]
         if keep_in is not None:
-            z *= scale_in
-            z *= keep_in[lo:hi]
+            _dropout(z, keep_in[lo:hi], scale_in)
         if residual is not None:
             z += residual[lo:hi]
         mean = z.sum(axis=1, keepdims=True)
@@ -293,8 +299,7 @@ def norm_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
         np.multiply(z, weight, out=yb)
         yb += bias
         if keep_out is not None:
-            yb *= scale_out
-            yb *= keep_out[lo:hi]
+            _dropout(yb, keep_out[lo:hi], scale_out)
 
     parallel_blocks(kernel, N, CHUNK // max(1, C))
     return y, x, rstd
@@ -323,8 +328,7 @@ def norm_backward(dy: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight: np
         if add is not None:
             g += add[lo:hi]
         if keep_dy is not None:
-            g *= scale_dy
-            g *= keep_dy[lo:hi]
+            _dropout(g, keep_dy[lo:hi], scale_dy)
         xh = xhat[lo:hi]
         dgamma = np.einsum("ij,ij->j", g, xh)
         dbeta = g.sum(axis=0)
@@ -339,9 +343,7 @@ def norm_backward(dy: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight: np
         t *= rstd[lo:hi]
         d = t
         if keep_in is not None:
-            d = d_in[lo:hi]
-            np.multiply(t, scale_in, out=d)
-            d *= keep_in[lo:hi]
+            d = _dropout(t, keep_in[lo:hi], scale_in, out=d_in[lo:hi])
         return dgamma, dbeta, d.sum(axis=0)
 
     partials = parallel_blocks(kernel, N, CHUNK // max(1, C))
@@ -364,9 +366,7 @@ def softmax_forward(scores: np.ndarray, mask: np.ndarray | None, keep: np.ndarra
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
         if keep is not None:
-            d = dropped[lo:hi]
-            np.multiply(s, scale, out=d)
-            d *= keep[lo:hi]
+            _dropout(s, keep[lo:hi], scale, out=dropped[lo:hi])
 
     parallel_blocks(kernel, R, CHUNK // max(1, T * T))
 
@@ -380,8 +380,7 @@ def softmax_backward(d: np.ndarray, probs: np.ndarray, keep: np.ndarray | None, 
     def kernel(lo, hi):
         g = d[lo:hi]
         if keep is not None:
-            g *= scale
-            g *= keep[lo:hi]
+            _dropout(g, keep[lo:hi], scale)
         pb = probs[lo:hi]
         g -= (g * pb).sum(axis=-1, keepdims=True)
         g *= pb

@@ -212,8 +212,6 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: 
 class _HeadModel(BertPreTrainedModel):
     """A BertModel under ``bert.`` plus a task layer; keeps the loss gradient for backward()."""
 
-    base_model_prefix = "bert"
-
     def __init__(self, config: BertConfig, dtype, add_pooling_layer: bool):
         super().__init__(config, dtype)
         self.bert = BertModel(config, seed=None, dtype=dtype, add_pooling_layer=add_pooling_layer)

@@ -247,8 +247,6 @@ class BertPooler(Module):
 class BertModel(BertPreTrainedModel):
     """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
 
-    base_model_prefix = ""
-
     def __init__(self, config: BertConfig, seed: int | None = 0, dtype=np.float32,
                  add_pooling_layer: bool = True):
         super().__init__(config, dtype)
@@ -343,7 +341,6 @@ class BertForPreTraining(BertPreTrainedModel):
     computed when both label arrays are given (as in transformers).
     """
 
-    base_model_prefix = "bert"
     tied_weights = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",

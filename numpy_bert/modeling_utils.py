@@ -82,7 +82,6 @@ def additive_attention_mask(attention_mask: np.ndarray, dtype) -> np.ndarray:
 class BertPreTrainedModel(Module):
     """Base of every model class: owns config and dtype, initialises weights, loads and saves."""
 
-    base_model_prefix = ""  # "bert" for models with heads: their encoder lives under bert.
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
 
     def __init__(self, config: BertConfig, dtype=np.float32):

@@ -28,9 +28,8 @@ import pytest
 from numpy_bert.checkpoint import load_tensors
 from numpy_bert.cli import main
 from numpy_bert.run_folder import RunFolder
-from numpy_bert.training import TIMING_FIELDS
 from parity_tests.compare import assert_close
-from tests.test_training import write_micro_config, write_tiny_corpus
+from tests.test_training import without_timings, write_micro_config, write_tiny_corpus
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -123,13 +122,9 @@ def train_args(tmp_path_factory):
     return make
 
 
-def comparable(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
-
-
 def assert_same_rows(actual: list[dict], expected: list[dict]) -> None:
     """The same rows (split, step, counts), with every number within TOLERANCE."""
-    actual, expected = comparable(actual), comparable(expected)
+    actual, expected = without_timings(actual), without_timings(expected)
     assert [(r["split"], r["step"]) for r in actual] == [(r["split"], r["step"]) for r in expected]
     for mine, theirs in zip(actual, expected):
         assert mine.keys() == theirs.keys()
@@ -191,7 +186,7 @@ def test_resume_with_two_processes(tmp_path, train_args, capsys):
 
     torch_bert_train(["train", "--out", str(resumed), "--resume", "--no-progress"])
     assert (resumed / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
-    assert comparable(RunFolder(resumed).read_metrics()) == comparable(rows)
+    assert without_timings(RunFolder(resumed).read_metrics()) == without_timings(rows)
     assert sorted(p.name for p in resumed.glob("checkpoint-*")) == ["checkpoint-5"]
 
     # One process cannot continue a run of two.

@@ -239,15 +239,17 @@ def test_pooler(rng):
     check_module(init_random(BertPooler(small_config(), np.float64), rng), [rng.standard_normal((3, 4, 12))])
 
 
-def pretraining_loss_check(model: BertForPreTraining, batch: dict, seed: int) -> None:
-    """Whole-model check: every parameter, the tied embedding included, against finite differences."""
+def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: int = 5) -> None:
+    """Every parameter's d(loss), the tied embedding included, against finite differences of
+    model.forward(**batch).loss at ``count`` sampled entries (``grads``: default model.backward())."""
     rng = np.random.default_rng(seed)
     model.forward(**batch)
-    grads = model.backward()
+    grads = model.backward() if grads is None else grads
+    assert set(grads) == {name for name, _ in model.named_parameters()}
     scale = max(float(np.abs(g).max()) for g in grads.values())
     for name, param in model.named_parameters():
         pad = model.config.pad_token_id if name.endswith("word_embeddings.weight") else None
-        indices = sample_indices(param.shape, rng, count=6, skip_row=pad)
+        indices = sample_indices(param.shape, rng, count=count, skip_row=pad)
         numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), param.data, indices)
         picked = np.array([grads[name][i] for i in indices])
         err = relative_error(numeric, picked, scale)
@@ -265,7 +267,7 @@ def test_whole_model_tied_weights_and_ignored_labels(rng):
         labels=np.array([[-100, -100, -100, -100, -100, -100], [-100, 6, -100, 30, 1, -100]]),  # row 0 ignored
         next_sentence_label=np.array([1, 0]),
     )
-    pretraining_loss_check(model, batch, seed=1)
+    check_loss_gradients(model, batch, seed=1, count=6)
     # The tied matrix receives both uses: compare with the embedding-only contribution.
     grads = model.backward()
     decoder_part = model.cls.predictions.decoder.weight.grad
@@ -310,4 +312,4 @@ def test_whole_model_random_shapes_and_masks(batch, length, heads, seed):
         labels=labels,
         next_sentence_label=rng.integers(0, 2, batch),
     )
-    pretraining_loss_check(model, batch_inputs, seed)
+    check_loss_gradients(model, batch_inputs, seed, count=6)

@@ -24,10 +24,10 @@ from numpy_bert.heads import (
 from .test_gradcheck import (
     RTOL,
     FixedMasks,
+    check_loss_gradients,
     init_random,
     numeric_gradient,
     relative_error,
-    sample_indices,
     small_config,
 )
 
@@ -43,22 +43,6 @@ def make(cls, rng, **config_fields):
     model = init_random(cls(config, seed=0, dtype=np.float64), rng, scale=0.3)
     model.set_dropout_masks(FixedMasks(7))
     return model
-
-
-def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None) -> None:
-    """Every parameter's d(loss) against finite differences of model.forward(**batch).loss."""
-    rng = np.random.default_rng(seed)
-    model.forward(**batch)
-    grads = model.backward() if grads is None else grads
-    assert set(grads) == {name for name, _ in model.named_parameters()}
-    scale = max(float(np.abs(g).max()) for g in grads.values())
-    for name, param in model.named_parameters():
-        pad = model.config.pad_token_id if name.endswith("word_embeddings.weight") else None
-        indices = sample_indices(param.shape, rng, count=5, skip_row=pad)
-        numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), param.data, indices)
-        picked = np.array([grads[name][i] for i in indices])
-        err = relative_error(numeric, picked, scale)
-        assert err <= RTOL, f"{name}: finite-difference relative error {err:.2e}"
 
 
 @pytest.fixture

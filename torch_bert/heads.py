@@ -58,8 +58,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 class _HeadModel(BertPreTrainedModel):
-    base_model_prefix = "bert"
-
     def __init__(self, config: BertConfig, add_pooling_layer: bool):
         super().__init__(config)
         self.bert = BertModel(config, seed=None, add_pooling_layer=add_pooling_layer)

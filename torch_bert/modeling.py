@@ -164,8 +164,6 @@ class BertPooler(nn.Module):
 
 
 class BertModel(BertPreTrainedModel):
-    base_model_prefix = ""
-
     def __init__(self, config: BertConfig, seed: int | None = 0, dtype=torch.float32,
                  add_pooling_layer: bool = True):
         super().__init__(config)
@@ -231,7 +229,6 @@ class BertPreTrainingHeads(nn.Module):
 
 
 class BertForPreTraining(BertPreTrainedModel):
-    base_model_prefix = "bert"
     tied_weights = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",

@@ -64,7 +64,6 @@ class Dropout(nn.Dropout):
 
 
 class BertPreTrainedModel(nn.Module):
-    base_model_prefix = ""
     tied_weights: dict[str, str] = {}
 
     def __init__(self, config: BertConfig):
