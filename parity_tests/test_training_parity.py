@@ -5,7 +5,7 @@ from the same example stream, dropout 0; 20 optimizer steps of AdamW with warm-u
 and linear decay, layer-wise lr decay, gradient clipping (active on some steps) and
 gradient accumulation over 2 micro-batches. The losses of every step, the gradient
 norms, the final weights and AdamW's moments must agree (parity_tests/compare.py's
-relative error): to 1e-8 in float64, 1e-4 in float32.
+relative error): to 1e-10 in float64 (measured: 1.5e-15 for the AdamW moments), 1e-4 in float32.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.test_training import write_micro_config, write_tiny_corpus
 from torch_bert.training import TorchBackend
 
 STEPS = 20
-TOLERANCE = {"float64": 1e-8, "float32": 1e-4}
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -115,14 +115,13 @@ def test_transformers_executes_every_position_in_training_and_fill_mask(smoke):
 
 
 def test_tokenizer_figures(smoke):
+    """With the test dependencies installed (as in CI) both tokenizers run and give the same ids."""
     doc, _, _ = smoke
-    assert {r["backend"] for r in doc["tokenizer"]} == {"numpy_bert", "transformers_fast"}
-    for r in doc["tokenizer"]:
-        assert r["status"] in ("ok", "skipped")
-        if r["status"] == "ok":
-            assert r["mb_per_s"] > 0 and r["bytes"] > 0
-        else:
-            assert isinstance(r["reason"], str) and r["reason"]
+    rows = {r["backend"]: r for r in doc["tokenizer"]}
+    assert set(rows) == {"numpy_bert", "transformers_fast"}
+    for r in rows.values():
+        assert r["status"] == "ok", r["reason"]
+        assert r["mb_per_s"] > 0 and r["bytes"] > 0 and r["ids_match"] is True
 
 
 def test_plots_exist(smoke):

@@ -24,17 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.distributed as dist
 
 from numpy_bert.checkpoint import load_tensors
 from numpy_bert.cli import main
 from numpy_bert.run_folder import RunFolder
 from parity_tests.compare import assert_close
 from tests.test_training import without_timings, write_micro_config, write_tiny_corpus
-
-torch = pytest.importorskip("torch")
-dist = pytest.importorskip("torch.distributed")
-from torch_bert.distributed import DistributedTorchBackend, Launch, shard  # noqa: E402
-from torch_bert.training import TorchBackend  # noqa: E402
+from torch_bert.distributed import DistributedTorchBackend, Launch, shard
+from torch_bert.training import TorchBackend
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),

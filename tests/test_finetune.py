@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import transformers
 
 from numpy_bert import BertConfig, BertForPreTraining
 from numpy_bert.cli import main as cli_main
@@ -38,6 +39,7 @@ from numpy_bert.metrics import bio_entities, classification_report, entity_repor
 from numpy_bert.tokenization import BertTokenizer
 from numpy_bert.training import NumpyBackend
 from numpy_bert.wordpiece_trainer import train_wordpiece_vocab
+from torch_bert.training import TorchBackend
 
 # ---- data files ----------------------------------------------------------------------------
 
@@ -326,9 +328,6 @@ def finetune_main(argv):
 
 def torch_finetune_main(argv):
     """``python -m torch_bert ARGV``, in process."""
-    pytest.importorskip("torch")
-    from torch_bert.training import TorchBackend
-
     return cli_main(argv, backend=TorchBackend)
 
 
@@ -374,7 +373,6 @@ def test_module_entry_point_prints_the_notice(tmp_path, pretrained, data):
 
 
 def test_finetuned_model_loads_in_transformers_and_distils(tmp_path, pretrained, data, caplog):
-    transformers = pytest.importorskip("transformers")
     teacher = tmp_path / "teacher"
     assert finetune_main(finetune_args("classify", pretrained, data, teacher)) == 0
     model, info = transformers.BertForSequenceClassification.from_pretrained(teacher, output_loading_info=True)

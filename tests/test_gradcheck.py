@@ -208,9 +208,8 @@ def test_dropout_with_fixed_mask(rng):
     check_module(drop, [rng.standard_normal((4, 5))])
 
 
-@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new"])
-def test_self_attention_with_padding(rng, hidden_act):
-    config = small_config(hidden_act=hidden_act)
+def test_self_attention_with_padding(rng):
+    config = small_config()
     attention = init_random(BertSelfAttention(config, np.float64), rng)
     attention_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
     mask = additive_attention_mask(attention_mask, np.float64)
@@ -268,11 +267,15 @@ def test_whole_model_tied_weights_and_ignored_labels(rng):
         next_sentence_label=np.array([1, 0]),
     )
     check_loss_gradients(model, batch, seed=1, count=6)
-    # The tied matrix receives both uses: compare with the embedding-only contribution.
-    grads = model.backward()
-    decoder_part = model.cls.predictions.decoder.weight.grad
-    assert decoder_part is model.bert.embeddings.word_embeddings.weight.grad
-    assert np.any(grads["bert.embeddings.word_embeddings.weight"][30] != 0), "decoder row of a label gets gradient"
+    # The tied matrix is both the lookup table and the MLM decoder. Random entries mostly land in
+    # rows no input uses, which only the decoder reaches, so check rows the lookup uses too
+    # (5, 7, 4, 8: the sum of both contributions) and a row that is only a label (30).
+    model.forward(**batch)
+    tied = model.backward()["bert.embeddings.word_embeddings.weight"]
+    table = model.bert.embeddings.word_embeddings.weight.data
+    indices = [(5, 0), (7, 3), (4, 5), (8, 11), (30, 2)]
+    numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), table, indices)
+    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
 
 
 def test_bert_model_backward_from_both_outputs(rng):
@@ -298,7 +301,9 @@ def test_bert_model_backward_from_both_outputs(rng):
 @given(batch=st.integers(1, 3), length=st.integers(1, 7), heads=st.sampled_from([1, 2, 4]),
        seed=st.integers(0, 2**31 - 1))
 def test_whole_model_random_shapes_and_masks(batch, length, heads, seed):
-    """Hypothesis hunts for shapes and padding patterns (including fully padded rows) that break backward."""
+    """Hypothesis hunts for shapes and padding patterns that break backward (every row keeps one real
+    key: a fully padded row's gradient is not smooth enough for finite differences, see the module
+    docstring; parity_tests cover such rows against torch and transformers)."""
     rng = np.random.default_rng(seed)
     config = small_config(hidden_size=8, num_attention_heads=heads, num_hidden_layers=1, intermediate_size=8)
     model = init_random(BertForPreTraining(config, seed=0, dtype=np.float64), rng, scale=0.3)

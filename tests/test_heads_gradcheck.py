@@ -60,7 +60,7 @@ def test_sequence_regression_uses_mse(rng):
     model = make(BertForSequenceClassification, rng, num_labels=1)
     labels = np.array([0.5, -1.25, 2.0])
     out = model(**INPUTS, labels=labels)
-    assert np.isclose(out.loss, np.mean((out.logits[:, 0] - labels) ** 2))
+    assert np.isclose(out.loss, np.mean((out.logits[:, 0] - labels) ** 2), rtol=1e-12, atol=0)
     check_loss_gradients(model, {**INPUTS, "labels": labels})
 
 
@@ -91,7 +91,7 @@ def test_span_loss_clamps_like_transformers(rng):
         return -np.mean([log_p[r, t] for r, t in zip(rows, targets)])
 
     # start: -5 -> 0 (counted), 9 -> 6 = T (ignored); end: 6 = T and 40 -> T ignored.
-    assert np.isclose(loss, (ce(start, [0, 2], [0, 2]) + ce(end, [0], [1])) / 2)
+    assert np.isclose(loss, (ce(start, [0, 2], [0, 2]) + ce(end, [0], [1])) / 2, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (3.0, 0.9), (2.0, 0.0), (0.7, 1.0)])
@@ -103,7 +103,8 @@ def test_distillation_loss(rng, temperature, alpha):
     q = np.exp(student / temperature) / np.exp(student / temperature).sum(-1, keepdims=True)
     log_probs = student - np.log(np.exp(student).sum(-1, keepdims=True))
     ce = -np.mean([log_probs[i, y] for i, y in enumerate(labels) if y != -100])
-    assert np.isclose(loss, alpha * temperature**2 * np.mean((p * np.log(p / q)).sum(-1)) + (1 - alpha) * ce)
+    assert np.isclose(loss, alpha * temperature**2 * np.mean((p * np.log(p / q)).sum(-1)) + (1 - alpha) * ce,
+                      rtol=1e-12, atol=0)
     indices = [np.unravel_index(i, student.shape) for i in range(student.size)]
     numeric = numeric_gradient(lambda: float(distillation_loss(student, teacher, labels, temperature, alpha)[0]),
                                student, indices)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 from numpy_bert import BertConfig, BertForPreTraining
 from numpy_bert.checkpoint import load_tensors
@@ -23,9 +25,7 @@ from numpy_bert.cli import main
 from numpy_bert.optim import AdamW
 from numpy_bert.run_folder import RunFolder
 from numpy_bert.training import TIMING_FIELDS, NumpyBackend
-
-torch = pytest.importorskip("torch")
-from torch_bert.training import TorchBackend  # noqa: E402
+from torch_bert.training import TorchBackend
 
 SUBJECTS = ("a list", "a tuple", "the dictionary", "a set", "the string", "an integer", "the function",
             "a module", "the class", "an object", "the iterator", "a generator", "the file", "a thread")
@@ -230,7 +230,6 @@ def test_run_folder_is_complete(runs, name):
 
 @pytest.mark.parametrize("name", ["numpy_bert", "torch_bert"])
 def test_transformers_loads_the_run(runs, name):
-    transformers = pytest.importorskip("transformers")
     model, info = transformers.BertForPreTraining.from_pretrained(runs[name], output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     theirs = model.state_dict()
@@ -279,7 +278,6 @@ def test_compare_names_a_folder_without_metrics(tmp_path, runs, capsys):
 
 
 def test_reads_a_transformers_folder(tmp_path, runs, capsys):
-    transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                      intermediate_size=64)
     transformers.BertForPreTraining(config).save_pretrained(tmp_path)
