@@ -10,8 +10,8 @@
                                                         (numpy_bert/sentence_embeddings.py)
 
 The parser is built here once; a backend (``NumpyBackend`` or torch_bert's
-``TorchBackend``) adds its own options (torch: ``--device``, ``--precision``) and
-does the computing. ``eval`` and ``fill-mask`` read any folder with config.json,
+``TorchBackend``) adds its own options (numpy: ``--fast``; torch: ``--device``,
+``--precision``) and does the computing. ``eval`` and ``fill-mask`` read any folder with config.json,
 model.safetensors and vocab.txt: a run of either backend, one of its checkpoints,
 or a BertForPreTraining saved by transformers.
 """

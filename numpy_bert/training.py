@@ -193,6 +193,8 @@ class NumpyBackend:
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+        if command == "finetune":  # the head models have no fused path
+            return
         parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=False,
                             help="compute with numpy_bert.fast.FastBertForPreTraining: the same model, parameters "
                                  "and checkpoints, with a fused forward and backward (equal up to rounding). "
