@@ -8,7 +8,7 @@
 #   * with an NVIDIA GPU (nvidia-smi works), the default PyPI build, which bundles CUDA;
 #   * otherwise the CPU-only wheel (torch==2.13.0+cpu): from a local wheelhouse when pip's
 #     find-links has one, else from PyTorch's CPU index. Never the multi-GB CUDA packages.
-# The project's own requirement is only torch>=2.2, which the torch above already satisfies.
+# The project's own requirement is only torch>=2.4, which the torch above already satisfies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -31,7 +31,7 @@ elif [ -n "${TORCH_SPEC:-}" ]; then
   pip_install "$TORCH_SPEC"
 elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "setup: NVIDIA GPU found, installing the CUDA build of torch"
-  pip_install "torch>=2.2"
+  pip_install "torch>=2.4"
 elif "$PY" -m pip download --quiet --no-deps --no-index -d "$(mktemp -d)" "$TORCH_CPU" >/dev/null 2>&1; then
   echo "setup: no GPU, installing $TORCH_CPU from the local wheelhouse"
   pip_install "$TORCH_CPU"
