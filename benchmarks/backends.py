@@ -5,7 +5,7 @@ A step is one of three phases:
 * ``infer``: a forward pass in evaluation mode without gradients (``torch.inference_mode``
   for torch), returning MLM logits for every position and the NSP logits; batch 1
   is the latency figure, larger batches the throughput.
-* ``fill_mask``: the model call of ``numpy_bert.inference.fill_mask`` on one sentence with
+* ``fill_mask``: the model call of ``numpy_bert.training.evaluation.fill_mask`` on one sentence with
   one [MASK]: evaluation mode, MLM logits only at the masked position
   (``labelled_positions_only=True`` with a label there). transformers has no such option
   and projects every position, as its fill-mask pipeline does.

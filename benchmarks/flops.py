@@ -22,7 +22,7 @@ P, the number of positions that go through the MLM decoder, is the subtle part:
 * inference ("infer"): every backend returns logits for all positions, P = B T;
 * fill-mask ("fill_mask"): one sentence with one [MASK]; the model FLOPs count P = the
   masked positions, which is what numpy_bert and torch_bert compute (the call
-  ``numpy_bert.inference.fill_mask`` makes: ``labelled_positions_only=True``);
+  ``numpy_bert.training.evaluation.fill_mask`` makes: ``labelled_positions_only=True``);
   transformers projects every position (executed FLOPs, P = B T);
 * training ("train"): the *model* FLOPs count P = the labelled positions (~15%), which is
   what numpy_bert and torch_bert compute with ``labelled_positions_only=True``;

@@ -114,7 +114,7 @@ def tokenizer_cells(spec: dict) -> list[dict]:
         return {"median_s": median, "min_s": min(times), "max_s": max(times), "repeats": len(times),
                 "mb_per_s": n_bytes / median / 1e6}, out
 
-    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.text.tokenization import BertTokenizer
 
     ours = BertTokenizer.from_pretrained(vocab_dir)
     figures, ids = timed(lambda: [ours.encode(t) for t in texts])

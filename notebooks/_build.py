@@ -60,14 +60,14 @@ NOTEBOOKS["01_text_to_tokens"] = [
     BERT never sees characters. Text is cut into *tokens* from a fixed vocabulary of
     30,522 entries (whole words like `list`, pieces like `##ization`, and five special
     tokens), and each token becomes an id. This notebook goes through the hand-written
-    tokenizer of `numpy_bert.tokenization` one stage at a time:
+    tokenizer of `numpy_bert.text.tokenization` one stage at a time:
 
     1. **basic tokenization**: cleaning, spaces around Chinese characters, accent
        stripping and lowercasing, then splitting on spaces and punctuation;
     2. **WordPiece**: each word cut into vocabulary pieces, greedily, longest first;
     3. **special tokens** typed in the text, and **sentence pairs** with token types and
        truncation;
-    4. **training a vocabulary** on the embedded corpus (`numpy_bert.wordpiece_trainer`),
+    4. **training a vocabulary** on the embedded corpus (`numpy_bert.text.wordpiece_trainer`),
        and what it learns compared with BERT's own;
     5. **agreement with transformers' `BertTokenizer`** (the Rust `tokenizers` library)
        on a list of awkward strings.
@@ -87,9 +87,9 @@ NOTEBOOKS["01_text_to_tokens"] = [
 
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
-    from numpy_bert.corpus import load_default_corpus
-    from numpy_bert.sentence_embeddings import named_model_dir
-    from numpy_bert.tokenization import (
+    from numpy_bert.data.corpus import load_default_corpus
+    from numpy_bert.pipelines.sentence_embeddings import named_model_dir
+    from numpy_bert.text.tokenization import (
         BasicTokenizer,
         BertTokenizer,
         WordPiece,
@@ -100,7 +100,7 @@ NOTEBOOKS["01_text_to_tokens"] = [
         truncate_longest_first,
         unicode8_category,
     )
-    from numpy_bert.wordpiece_trainer import train_wordpiece_vocab
+    from numpy_bert.text.wordpiece_trainer import train_wordpiece_vocab
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: a smaller vocabulary run
@@ -391,7 +391,7 @@ NOTEBOOKS["02_embeddings_and_attention"] = [
     from numpy_bert.layers import softmax
     from numpy_bert.modeling import BertEmbeddings, BertSelfAttention
     from numpy_bert.modeling_utils import additive_attention_mask
-    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.text.tokenization import BertTokenizer
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     np.set_printoptions(precision=4, suppress=True, linewidth=110)
@@ -400,7 +400,7 @@ NOTEBOOKS["02_embeddings_and_attention"] = [
     md(r"""
     ## 1 · Text to ids
 
-    The WordPiece tokenizer (`numpy_bert.tokenization`, notebook 01) lowercases, splits
+    The WordPiece tokenizer (`numpy_bert.text.tokenization`, notebook 01) lowercases, splits
     off punctuation and cuts rare words into pieces (`purred` → `pu ##rred`). A sentence
     *pair* becomes `[CLS] A [SEP] B [SEP]`, and `token_type_ids` say which segment each
     token belongs to (0 for A, 1 for B).
@@ -1115,8 +1115,8 @@ NOTEBOOKS["04_pretraining_objectives"] = [
     # 04 · Pre-training objectives: masked words and sentence pairs
 
     BERT learns from raw text with two self-supervised tasks, and this notebook builds
-    their training examples with the library's data code (`numpy_bert.masking`,
-    `numpy_bert.pretraining_data`) on real sentences of the embedded corpus:
+    their training examples with the library's data code (`numpy_bert.data.masking`,
+    `numpy_bert.data.pretraining_data`) on real sentences of the embedded corpus:
 
     * **masked language modelling (MLM)**: hide 15 % of the tokens and predict them. Of
       the hidden tokens, 80 % become `[MASK]`, 10 % a random token and 10 % stay as they
@@ -1137,11 +1137,11 @@ NOTEBOOKS["04_pretraining_objectives"] = [
 
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
-    from numpy_bert.corpus import load_default_corpus
-    from numpy_bert.masking import IGNORE_INDEX, MaskingCollator
-    from numpy_bert.pretraining_data import ExampleBuilder
-    from numpy_bert.sentence_embeddings import named_model_dir
-    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.data.corpus import load_default_corpus
+    from numpy_bert.data.masking import IGNORE_INDEX, MaskingCollator
+    from numpy_bert.data.pretraining_data import ExampleBuilder
+    from numpy_bert.pipelines.sentence_embeddings import named_model_dir
+    from numpy_bert.text.tokenization import BertTokenizer
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: statistics on fewer documents
@@ -1413,11 +1413,11 @@ NOTEBOOKS["05_training_a_mini_bert"] = [
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
     from numpy_bert import BertConfig, BertForPreTraining
-    from numpy_bert.cli import main
-    from numpy_bert.inference import fill_mask
-    from numpy_bert.run_folder import RunFolder
-    from numpy_bert.tokenization import BertTokenizer
-    from numpy_bert.training import NumpyBackend, Trainer, load_corpus_splits, validation_batches
+    from numpy_bert.cli.main import main
+    from numpy_bert.pipelines.fill_mask import fill_mask
+    from numpy_bert.training.run_folder import RunFolder
+    from numpy_bert.text.tokenization import BertTokenizer
+    from numpy_bert.training.pretraining import NumpyBackend, Trainer, load_corpus_splits, validation_batches
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: a shorter run
@@ -1631,7 +1631,7 @@ NOTEBOOKS["06_numpy_vs_pytorch"] = [
 
     import numpy_bert
     from numpy_bert import KeyedMasks
-    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.text.tokenization import BertTokenizer
     from parity_tests.builders import comparable_with_reference, outputs_and_gradients, run_numpy, run_torch
     from parity_tests.compare import compare, format_table, to_numpy
     from parity_tests.report import load_all  # (importing it selects matplotlib's Agg backend: undone below)
@@ -1864,12 +1864,12 @@ NOTEBOOKS["07_finetuning_and_evaluation"] = [
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
     from numpy_bert import BertConfig, BertForPreTraining
-    from numpy_bert.cli import main
-    from numpy_bert.demo_tasks import family
+    from numpy_bert.cli.main import main
+    from numpy_bert.data.demo_tasks import family
     from numpy_bert.heads import BertForSequenceClassification
-    from numpy_bert.metrics import classification_report
-    from numpy_bert.run_folder import RunFolder
-    from numpy_bert.training import load_corpus_splits, train_tokenizer
+    from numpy_bert.training.metrics import classification_report
+    from numpy_bert.training.run_folder import RunFolder
+    from numpy_bert.training.pretraining import load_corpus_splits, train_tokenizer
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer examples and epochs
@@ -1986,7 +1986,7 @@ NOTEBOOKS["07_finetuning_and_evaluation"] = [
     ## 5 · The final report
 
     The run folder holds `metrics.json` (the last evaluation: accuracy, macro averages,
-    per-class scores and the confusion matrix, computed by `numpy_bert.metrics`),
+    per-class scores and the confusion matrix, computed by `numpy_bert.training.metrics`),
     `misclassified.jsonl` and plots. The confusion matrix counts, for every true class
     (row), what the model predicted (column); the diagonal is right.
     """),
@@ -2079,7 +2079,7 @@ NOTEBOOKS["08_pretrained_model_in_numpy"] = [
     padding), **L2-normalised**; the cosine similarity of two sentences is then the dot
     product of their vectors.
 
-    This notebook uses `numpy_bert.sentence_embeddings.SentenceEncoder` for a small
+    This notebook uses `numpy_bert.pipelines.sentence_embeddings.SentenceEncoder` for a small
     semantic search over sentences of the embedded corpus, draws a similarity heat map,
     and checks the vectors against transformers.
     """),
@@ -2095,8 +2095,8 @@ NOTEBOOKS["08_pretrained_model_in_numpy"] = [
 
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
-    from numpy_bert.corpus import load_default_corpus
-    from numpy_bert.sentence_embeddings import SentenceEncoder, mean_pool, named_model_dir
+    from numpy_bert.data.corpus import load_default_corpus
+    from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder, mean_pool, named_model_dir
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: search fewer sentences

@@ -2,8 +2,8 @@
 
 import os
 
-from .cli import main
-from .training import NumpyBackend
+from .cli.main import main
+from .training.pretraining import NumpyBackend
 
 if __name__ == "__main__":
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes would all write one run folder

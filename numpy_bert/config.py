@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CONFIG_NAME = "config.json"
+IGNORE_INDEX = -100  # label value that contributes no loss, as in torch and transformers
 
 # The BERT miniatures of Turc et al. 2019 ("Well-Read Students Learn Better"):
 # name -> (num_hidden_layers L, hidden_size H, num_attention_heads A). The

@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import BertConfig
-from .inference import log_softmax
-from .layers import IGNORE_INDEX, Dropout, Linear, cross_entropy
+from .config import IGNORE_INDEX, BertConfig
+from .layers import Dropout, Linear, cross_entropy, log_softmax
 from .modeling import BertModel
 from .modeling_utils import BertPreTrainedModel, check_labels
 

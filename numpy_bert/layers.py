@@ -15,13 +15,13 @@ import zlib
 
 import numpy as np
 
+from .config import IGNORE_INDEX
 from .erf import erf
 from .nn import Module, Parameter
 
 SQRT_HALF = 0.7071067811865476  # 1/sqrt(2)
 SQRT_TWO_OVER_PI = 0.7978845608028654  # sqrt(2/pi)
 INV_SQRT_TWO_PI = 0.3989422804014327  # 1/sqrt(2 pi)
-IGNORE_INDEX = -100  # label value that contributes no loss, as in torch and transformers
 
 
 class Linear(Module):
@@ -165,6 +165,12 @@ def softmax(x: np.ndarray) -> np.ndarray:
     """exp(x) / sum exp(x) over the last axis; the max is subtracted first so exp never overflows."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log p over the last axis, in float64 (the max is subtracted first, so exp never overflows)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:

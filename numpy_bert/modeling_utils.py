@@ -12,8 +12,8 @@ import os
 import numpy as np
 
 from .checkpoint import WEIGHTS_NAME, LoadingInfo, align_to_model, find_weights, load_tensors, save_tensors
-from .config import BertConfig
-from .layers import IGNORE_INDEX, Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
+from .config import IGNORE_INDEX, BertConfig
+from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
 
 SUPPORTED_DTYPES = (np.float32, np.float64)

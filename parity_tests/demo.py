@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 import numpy_bert
-from numpy_bert.cli import main as cli_main
-from numpy_bert.inference import fill_mask
-from numpy_bert.plots import plot_runs
-from numpy_bert.run_folder import RunFolder
-from numpy_bert.tokenization import BertTokenizer
-from numpy_bert.training import NumpyBackend, load_corpus_splits, train_tokenizer
-from torch_bert.training import TorchBackend
+from numpy_bert.cli.main import main as cli_main
+from numpy_bert.pipelines.fill_mask import fill_mask
+from numpy_bert.text.tokenization import BertTokenizer
+from numpy_bert.training.plots import plot_runs
+from numpy_bert.training.pretraining import NumpyBackend, load_corpus_splits, train_tokenizer
+from numpy_bert.training.run_folder import RunFolder
+from torch_bert.training.pretraining import TorchBackend
 
 from . import report
 

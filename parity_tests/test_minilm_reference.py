@@ -14,8 +14,8 @@ import transformers
 
 import numpy_bert
 import torch_bert
-from numpy_bert.sentence_embeddings import SentenceEncoder, l2_normalize, mean_pool, named_model_dir
-from numpy_bert.tokenization import BertTokenizer
+from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder, l2_normalize, mean_pool, named_model_dir
+from numpy_bert.text.tokenization import BertTokenizer
 
 from .compare import assert_close
 
@@ -103,7 +103,7 @@ def test_tokenizer_matches_on_these_sentences(minilm):
 
 
 def test_command_line_embed_and_similarity(tmp_path, capsys):
-    from numpy_bert.cli import main
+    from numpy_bert.cli.main import main
 
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("The weather is nice.\nUse sorted() or list.sort().\n", encoding="utf-8")

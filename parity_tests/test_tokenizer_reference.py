@@ -17,8 +17,8 @@ import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_bert.tokenization import BertTokenizer
-from numpy_bert.wordpiece_trainer import save_vocab, train_wordpiece_vocab
+from numpy_bert.text.tokenization import BertTokenizer
+from numpy_bert.text.wordpiece_trainer import save_vocab, train_wordpiece_vocab
 
 HYPOTHESIS = settings(max_examples=300, deadline=None)
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from numpy_bert.corpus import load_corpus
-from numpy_bert.training import NumpyBackend, model_config, train_tokenizer, training_stream
+from numpy_bert.data.corpus import load_corpus
+from numpy_bert.training.pretraining import NumpyBackend, model_config, train_tokenizer, training_stream
 from parity_tests.compare import assert_close
 from tests.test_training import write_micro_config, write_tiny_corpus
-from torch_bert.training import TorchBackend
+from torch_bert.training.pretraining import TorchBackend
 
 STEPS = 20
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_bert import corpus as corpus_module
-from numpy_bert.corpus import (
+from numpy_bert.data import corpus as corpus_module
+from numpy_bert.data.corpus import (
     Corpus,
     Document,
     build_default_corpus,
@@ -54,7 +54,7 @@ def test_default_corpus_is_deterministic():
     This is the first test to need the corpus: the other interpreter builds on the
     second core while this one builds the shared copy.
     """
-    code = ("import hashlib, json; from numpy_bert.corpus import build_default_corpus; "
+    code = ("import hashlib, json; from numpy_bert.data.corpus import build_default_corpus; "
             "print(hashlib.sha256(json.dumps(build_default_corpus().to_json()).encode()).hexdigest())")
     other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONHASHSEED": "12345"})

@@ -27,12 +27,12 @@ import pytest
 import torch.distributed as dist
 
 from numpy_bert.checkpoint import load_tensors
-from numpy_bert.cli import main
-from numpy_bert.run_folder import RunFolder
+from numpy_bert.cli.main import main
+from numpy_bert.training.run_folder import RunFolder
 from parity_tests.compare import assert_close
 from tests.test_training import without_timings, write_micro_config, write_tiny_corpus
-from torch_bert.distributed import DistributedTorchBackend, Launch, shard
-from torch_bert.training import TorchBackend
+from torch_bert.training.distributed import DistributedTorchBackend, Launch, shard
+from torch_bert.training.pretraining import TorchBackend
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -50,8 +50,8 @@ TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "M
 INTERRUPTED_ENTRY_POINT = """
 import sys
 
-from numpy_bert.cli import main
-from torch_bert.distributed import DistributedTorchBackend, shutdown
+from numpy_bert.cli.main import main
+from torch_bert.training.distributed import DistributedTorchBackend, shutdown
 
 original, calls = DistributedTorchBackend.optimizer_step, []
 

@@ -23,10 +23,10 @@ import pytest
 import transformers
 
 from numpy_bert import BertConfig, BertForPreTraining
-from numpy_bert.cli import main as cli_main
-from numpy_bert.corpus import Corpus, Document
-from numpy_bert.demo_tasks import code_spans, demo_dataset, family, tag_words, write_demo_data
-from numpy_bert.finetune_data import (
+from numpy_bert.cli.main import main as cli_main
+from numpy_bert.data.corpus import Corpus, Document
+from numpy_bert.data.demo_tasks import code_spans, demo_dataset, family, tag_words, write_demo_data
+from numpy_bert.data.finetune_data import (
     check_known_labels,
     encode,
     label_list,
@@ -35,11 +35,17 @@ from numpy_bert.finetune_data import (
     tokenize_with_offsets,
 )
 from numpy_bert.heads import best_span
-from numpy_bert.metrics import bio_entities, classification_report, entity_report, normalize_answer, squad_report
-from numpy_bert.tokenization import BertTokenizer
-from numpy_bert.training import NumpyBackend
-from numpy_bert.wordpiece_trainer import train_wordpiece_vocab
-from torch_bert.training import TorchBackend
+from numpy_bert.text.tokenization import BertTokenizer
+from numpy_bert.text.wordpiece_trainer import train_wordpiece_vocab
+from numpy_bert.training.metrics import (
+    bio_entities,
+    classification_report,
+    entity_report,
+    normalize_answer,
+    squad_report,
+)
+from numpy_bert.training.pretraining import NumpyBackend
+from torch_bert.training.pretraining import TorchBackend
 
 # ---- data files ----------------------------------------------------------------------------
 
@@ -408,7 +414,7 @@ def test_run_folder_is_not_overwritten(tmp_path, pretrained, data, capsys):
 def test_demo_data_command(tmp_path, capsys, monkeypatch):
     corpus = Corpus([Document(f"topic:t{i}", ("Use sys.path here.", "Then call run() now.", "Plain words.",
                                               "More plain words.")) for i in range(4)])
-    monkeypatch.setattr("numpy_bert.demo_tasks.load_default_corpus", lambda: corpus)
+    monkeypatch.setattr("numpy_bert.data.demo_tasks.load_default_corpus", lambda: corpus)
     assert finetune_main(["demo-data", "--task", "qa", "--out", str(tmp_path), "--train-size", "5"]) == 0
     assert "python -m numpy_bert finetune --task qa" in capsys.readouterr().out
     assert len(read_examples(tmp_path / "qa-train.jsonl", "qa")) >= 1
@@ -416,6 +422,6 @@ def test_demo_data_command(tmp_path, capsys, monkeypatch):
 
 def test_torch_demo_data_command(tmp_path, monkeypatch):
     corpus = Corpus([Document(f"module:json.m{i}", ("Use sys.path here.", "Then call run() now.")) for i in range(4)])
-    monkeypatch.setattr("numpy_bert.demo_tasks.load_default_corpus", lambda: corpus)
+    monkeypatch.setattr("numpy_bert.data.demo_tasks.load_default_corpus", lambda: corpus)
     assert torch_finetune_main(["demo-data", "--task", "tag", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "tag-eval.jsonl").is_file()

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_bert.masking import IGNORE_INDEX, MaskingCollator, choose_spans, split_words
-from numpy_bert.pretraining_data import PretrainingExample
+from numpy_bert.data.masking import IGNORE_INDEX, MaskingCollator, choose_spans, split_words
+from numpy_bert.data.pretraining_data import PretrainingExample
 from tests.test_pretraining_data import FakeTokenizer
 
 # A BERT-like layout: [PAD] at 0, [UNK] [CLS] [SEP] [MASK] at 100-103, so special ids are

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_bert.corpus import Corpus, Document
-from numpy_bert.masking import MaskingCollator
-from numpy_bert.pretraining_data import (
+from numpy_bert.data.corpus import Corpus, Document
+from numpy_bert.data.masking import MaskingCollator
+from numpy_bert.data.pretraining_data import (
     ExampleBuilder,
     ExampleStream,
     PretrainingExample,
@@ -343,7 +343,7 @@ def test_one_epoch_of_the_default_corpus_is_quick():
 
 
 def test_with_the_real_tokenizer():
-    from numpy_bert import tokenization
+    from numpy_bert.text import tokenization
 
     corpus = Corpus([
         Document("a", ("The dog was running home.", "It jumped over the fence.", "Then it slept.")),

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_bert.tokenization import (
+from numpy_bert.text.tokenization import (
     BasicTokenizer,
     BertTokenizer,
     is_control,
@@ -22,7 +22,7 @@ from numpy_bert.tokenization import (
     is_whitespace,
     truncate_longest_first,
 )
-from numpy_bert.wordpiece_trainer import save_vocab, train_wordpiece_vocab
+from numpy_bert.text.wordpiece_trainer import save_vocab, train_wordpiece_vocab
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "cat", "sat", "on", "mat", "un", "##aff", "##able", "runn", "##ing", "want", "##ed", "wa",

@@ -21,11 +21,11 @@ import transformers
 
 from numpy_bert import BertConfig, BertForPreTraining
 from numpy_bert.checkpoint import load_tensors
-from numpy_bert.cli import main
+from numpy_bert.cli.main import main
 from numpy_bert.optim import AdamW
-from numpy_bert.run_folder import RunFolder
-from numpy_bert.training import TIMING_FIELDS, NumpyBackend
-from torch_bert.training import TorchBackend
+from numpy_bert.training.pretraining import TIMING_FIELDS, NumpyBackend
+from numpy_bert.training.run_folder import RunFolder
+from torch_bert.training.pretraining import TorchBackend
 
 SUBJECTS = ("a list", "a tuple", "the dictionary", "a set", "the string", "an integer", "the function",
             "a module", "the class", "an object", "the iterator", "a generator", "the file", "a thread")
@@ -156,7 +156,8 @@ def test_resume_is_bitwise_identical(tmp_path, tiny_args, straight_run, monkeypa
 def test_crash_while_writing_a_checkpoint(tmp_path, tiny_args, straight_run, monkeypatch):
     run = tmp_path / "run"
     with monkeypatch.context() as patch:  # the second checkpoint (step 6) dies half-written
-        fail_on_call(patch, sys.modules["numpy_bert.training"], "save_tensors", 2, OSError("disk unplugged"))
+        pretraining = sys.modules["numpy_bert.training.pretraining"]
+        fail_on_call(patch, pretraining, "save_tensors", 2, OSError("disk unplugged"))
         with pytest.raises(OSError, match="disk unplugged"):
             main(tiny_args(run, *RESUME_OPTIONS))
     assert (run / "checkpoint-6.tmp").is_dir(), "the half-written checkpoint should be left where it died"
@@ -385,7 +386,7 @@ def test_init_from_a_pretrained_encoder(tmp_path, corpus, backend, caplog):
     """Domain adaptation: --init-from takes the model's vocabulary, config and encoder weights;
     the MLM/NSP heads are new, and the decoder is tied to the pretrained word embeddings."""
     from numpy_bert import BertModel
-    from numpy_bert.tokenization import BertTokenizer
+    from numpy_bert.text.tokenization import BertTokenizer
 
     pretrained = tmp_path / "pretrained"
     words = sorted({w.lower().strip(".,;:()") for w in Path(corpus).read_text().split()} - {""})

@@ -5,10 +5,10 @@ Same options as ``python -m numpy_bert``, plus ``--device cpu|cuda`` and
 processes), ``train`` uses DistributedDataParallel; see torch_bert/distributed.py.
 """
 
-from numpy_bert.cli import main
+from numpy_bert.cli.main import main
 
-from .distributed import DistributedTorchBackend, launched_by_torchrun, shutdown
-from .training import TorchBackend
+from .training.distributed import DistributedTorchBackend, launched_by_torchrun, shutdown
+from .training.pretraining import TorchBackend
 
 if __name__ == "__main__":
     try:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numpy_bert.config import BertConfig
+from numpy_bert.config import IGNORE_INDEX, BertConfig
 from numpy_bert.heads import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
@@ -21,7 +21,6 @@ from numpy_bert.heads import (
     classifier_dropout_prob,
     with_labels,
 )
-from numpy_bert.layers import IGNORE_INDEX
 
 from .modeling import BertModel
 from .modeling_utils import BertPreTrainedModel, Dropout, check_labels

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numpy_bert.config import BertConfig
-from numpy_bert.layers import IGNORE_INDEX
+from numpy_bert.config import IGNORE_INDEX, BertConfig
 from numpy_bert.outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
 
 from .modeling_utils import BertPreTrainedModel, Dropout, additive_attention_mask, check_labels

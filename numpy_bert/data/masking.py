@@ -36,7 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-IGNORE_INDEX = -100  # label of positions that were not masked; the loss skips them
+from ..config import IGNORE_INDEX
+
 STRATEGIES = ("token", "whole_word", "span")
 MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1  # the remaining 0.1 keeps the original token
 

@@ -57,11 +57,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .erf import erf as erf_exact
-from .layers import IGNORE_INDEX, cross_entropy
-from .modeling import BertForPreTraining
-from .modeling_utils import additive_attention_mask, check_labels
-from .outputs import BertForPreTrainingOutput
+from ..config import IGNORE_INDEX
+from ..erf import erf as erf_exact
+from ..layers import cross_entropy
+from ..modeling import BertForPreTraining
+from ..modeling_utils import additive_attention_mask, check_labels
+from ..outputs import BertForPreTrainingOutput
 
 __all__ = ["BufferPool", "FastBertForPreTraining", "erf_float32", "get_num_threads", "set_num_threads"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes
 from .corpus import Corpus, Document, load_default_corpus
 
 DEMO_TASKS = ("classify", "tag", "qa")

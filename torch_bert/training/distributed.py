@@ -67,12 +67,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from numpy_bert.config import BertConfig
-from numpy_bert.layers import IGNORE_INDEX
-from numpy_bert.training import mean_losses
+from numpy_bert.config import IGNORE_INDEX, BertConfig
+from numpy_bert.training.pretraining import mean_losses
 
-from .optim import scale_grads
-from .training import TorchBackend
+from ..optim import scale_grads
+from .pretraining import TorchBackend
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .layers import IGNORE_INDEX
+from ..config import IGNORE_INDEX
+from ..layers import log_softmax
 
 Predict = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log p over the last axis, in float64 (the max is subtracted first, so exp never overflows)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _nll_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
@@ -67,38 +62,3 @@ def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict
 def format_metrics(metrics: dict[str, Any]) -> str:
     return (f"loss {metrics['loss']:.4f} | MLM accuracy {metrics['mlm_accuracy']:.4f}, "
             f"perplexity {metrics['perplexity']:.2f} | NSP accuracy {metrics['nsp_accuracy']:.4f}")
-
-
-def fill_mask(predict: Predict, tokenizer, text: str, top_k: int = 5,
-              max_length: int = 512) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` most likely tokens, with probabilities, for each [MASK] of ``text``.
-
-    One list per [MASK], in order. Each mask is predicted from the whole sentence at
-    once (the masks do not see each other's predictions), which is how BERT's MLM
-    head was trained.
-    """
-    if not 1 <= top_k <= len(tokenizer):
-        raise ValueError(f"--top-k must be between 1 and the vocabulary size {len(tokenizer)}, got {top_k}")
-    encoding = tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")
-    input_ids = encoding["input_ids"]
-    is_mask = input_ids == tokenizer.mask_token_id
-    if not is_mask.any():
-        raise ValueError(f"the text has no {tokenizer.mask_token} token to fill: {text!r}")
-    batch = {"input_ids": input_ids, "token_type_ids": encoding["token_type_ids"],
-             "attention_mask": encoding["attention_mask"],
-             # The model computes MLM logits where labels are set; the values themselves are unused.
-             "labels": np.where(is_mask, tokenizer.mask_token_id, IGNORE_INDEX)}
-    mlm_logits, _ = predict(batch)
-    probs = np.exp(log_softmax(mlm_logits))  # (masks, V)
-    best = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]
-    return [[(tokenizer.convert_ids_to_tokens(int(i)), float(p[i])) for i in row] for p, row in zip(probs, best)]
-
-
-def format_fill_mask(text: str, predictions: list[list[tuple[str, float]]]) -> str:
-    lines = [text]
-    for n, candidates in enumerate(predictions, start=1):
-        if len(predictions) > 1:
-            lines.append(f"[MASK] {n} of {len(predictions)}:")
-        width = max(len(token) for token, _ in candidates)
-        lines += [f"  {rank}. {token:<{width}}  {prob:.4f}" for rank, (token, prob) in enumerate(candidates, 1)]
-    return "\n".join(lines)

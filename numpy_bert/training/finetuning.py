@@ -12,7 +12,7 @@ The model is loaded from any folder with config.json, model.safetensors and voca
 pre-training run of either backend, a checkpoint, a transformers model, a fine-tuned
 model. The task head (``classifier`` or ``qa_outputs``) is new unless the folder has
 it; the new tensors are listed. The loop is written once for both backends; a
-*fine-tuning backend* (:class:`NumpyFinetuneBackend` here, ``torch_bert.finetune.
+*fine-tuning backend* (:class:`NumpyFinetuneBackend` here, ``torch_bert.training.finetuning.
 TorchFinetuneBackend``) extends the pre-training backend of ``numpy_bert/training.py``
 (whose gradient clipping, optimizer step and saving it reuses) with::
 
@@ -51,12 +51,12 @@ from typing import Any
 
 import numpy as np
 
-from . import heads
-from .checkpoint import atomic_write_bytes, named_model_dir
-from .cli_args import add_optimizer_arguments, positive_float, positive_int
-from .config import BertConfig
-from .demo_tasks import DEMO_TASKS, write_demo_data
-from .finetune_data import (
+from .. import heads
+from ..checkpoint import atomic_write_bytes, named_model_dir
+from ..cli.arguments import add_optimizer_arguments, positive_float, positive_int
+from ..config import IGNORE_INDEX, BertConfig
+from ..data.demo_tasks import DEMO_TASKS, write_demo_data
+from ..data.finetune_data import (
     OUTSIDE,
     TASKS,
     Example,
@@ -67,9 +67,10 @@ from .finetune_data import (
     label_list,
     read_examples,
 )
-from .heads import best_span, distillation_loss
-from .inference import log_softmax
-from .layers import IGNORE_INDEX, GeneratorMasks
+from ..heads import best_span, distillation_loss
+from ..layers import GeneratorMasks, log_softmax
+from ..optim import BERT_DEFAULTS, build_optimizer
+from ..text.tokenization import VOCAB_NAME, BertTokenizer
 from .metrics import (
     classification_report,
     entity_report,
@@ -78,10 +79,8 @@ from .metrics import (
     plot_curves,
     squad_report,
 )
-from .optim import BERT_DEFAULTS, build_optimizer
+from .pretraining import NumpyBackend, TrainingDiverged, lr_schedule
 from .run_folder import RunFolder, write_json
-from .tokenization import VOCAB_NAME, BertTokenizer
-from .training import NumpyBackend, TrainingDiverged, lr_schedule
 
 MODEL_CLASSES = {"classify": "BertForSequenceClassification", "tag": "BertForTokenClassification",
                  "qa": "BertForQuestionAnswering"}
@@ -446,10 +445,10 @@ def check_finetune_arguments(args: argparse.Namespace) -> str | None:
 
 def finetune_backend(backend):
     """The fine-tuning backend of a backend's package: cli.py passes the pre-training one
-    (numpy_bert.training.NumpyBackend or torch_bert.training.TorchBackend)."""
+    (numpy_bert.training.pretraining.NumpyBackend or torch_bert.training.pretraining.TorchBackend)."""
     if hasattr(backend, "load"):
         return backend
-    return importlib.import_module(f"{backend.name}.finetune").FINETUNE_BACKEND
+    return importlib.import_module(f"{backend.name}.training.finetuning").FINETUNE_BACKEND
 
 
 def add_finetune_commands(commands, formatter=argparse.ArgumentDefaultsHelpFormatter) -> dict:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_bytes, load_tensors
+from ..checkpoint import atomic_write_bytes, load_tensors
 
 ARGS_NAME = "args.json"
 METRICS_NAME = "metrics.jsonl"

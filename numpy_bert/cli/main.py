@@ -25,19 +25,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_args import (
-    add_optimizer_arguments,
-    positive_int,
-    probability,
+from ..config import CONFIG_NAME, PRESETS
+from ..pipelines.fill_mask import fill_mask, format_fill_mask
+from ..pipelines.sentence_embeddings import EMBEDDING_COMMANDS, add_embedding_commands, run_embedding_command
+from ..text.tokenization import BertTokenizer
+from ..training.evaluation import evaluate, format_metrics
+from ..training.finetuning import (
+    FINETUNE_COMMANDS,
+    add_finetune_commands,
+    check_finetune_arguments,
+    run_finetune_command,
 )
-from .config import CONFIG_NAME, PRESETS
-from .finetune import FINETUNE_COMMANDS, add_finetune_commands, check_finetune_arguments, run_finetune_command
-from .inference import evaluate, fill_mask, format_fill_mask, format_metrics
-from .plots import plot_runs
-from .run_folder import RunFolder
-from .sentence_embeddings import EMBEDDING_COMMANDS, add_embedding_commands, run_embedding_command
-from .tokenization import BertTokenizer
-from .training import (
+from ..training.plots import plot_runs
+from ..training.pretraining import (
     MASKING_STRATEGIES,
     NumpyBackend,
     Trainer,
@@ -45,6 +45,12 @@ from .training import (
     load_corpus_splits,
     resolve_run_arguments,
     validation_batches,
+)
+from ..training.run_folder import RunFolder
+from .arguments import (
+    add_optimizer_arguments,
+    positive_int,
+    probability,
 )
 
 # ---- the parser -------------------------------------------------------------------------

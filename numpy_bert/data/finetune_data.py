@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from .layers import IGNORE_INDEX
-from .tokenization import BertTokenizer, is_chinese_char, is_punctuation, truncate_longest_first
+from ..config import IGNORE_INDEX
+from ..text.tokenization import BertTokenizer, is_chinese_char, is_punctuation, truncate_longest_first
 
 TASKS = ("classify", "tag", "qa")
 OUTSIDE = 0  # the index of the tag "O" in a tagging task's labels (see label_list)

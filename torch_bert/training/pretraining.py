@@ -1,4 +1,4 @@
-"""torch_bert behind numpy_bert's trainer: the PyTorch twin of ``numpy_bert.training.NumpyBackend``.
+"""torch_bert behind numpy_bert's trainer: the PyTorch twin of ``numpy_bert.training.pretraining.NumpyBackend``.
 
 The loop, the data, the checkpoints, the metrics and the command line are
 numpy_bert's (``numpy_bert/training.py``, ``numpy_bert/cli.py``); this file only says
@@ -34,10 +34,10 @@ import torch
 
 from numpy_bert.checkpoint import WEIGHTS_NAME, check_state_dict, load_tensors
 from numpy_bert.config import BertConfig
-from numpy_bert.training import lr_schedule, mean_losses
+from numpy_bert.training.pretraining import lr_schedule, mean_losses
 
-from .modeling import BertForPreTraining
-from .optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
+from ..modeling import BertForPreTraining
+from ..optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

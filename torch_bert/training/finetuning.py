@@ -1,4 +1,4 @@
-"""Fine-tuning with torch_bert: the PyTorch twin of ``numpy_bert.finetune.NumpyFinetuneBackend``.
+"""Fine-tuning with torch_bert: the PyTorch twin of ``numpy_bert.training.finetuning.NumpyFinetuneBackend``.
 
 The loop, the data, the metrics, the report and the command line are numpy_bert's
 (``numpy_bert/finetune.py``); this backend extends the pre-training ``TorchBackend``
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from numpy_bert.finetune import OUTPUT_NAMES, label_arguments, model_class
-from numpy_bert.training import lr_schedule
+from numpy_bert.training.finetuning import OUTPUT_NAMES, label_arguments, model_class
+from numpy_bert.training.pretraining import lr_schedule
 
-from . import heads
-from .heads import distillation_loss
-from .optim import BERT_DEFAULTS, build_optimizer, build_scheduler
-from .training import DTYPES, TorchBackend, _to_numpy
+from .. import heads
+from ..heads import distillation_loss
+from ..optim import BERT_DEFAULTS, build_optimizer, build_scheduler
+from .pretraining import DTYPES, TorchBackend, _to_numpy
 
 
 class TorchFinetuneBackend(TorchBackend):

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoint import named_model_dir
-from .modeling import BertModel
-from .tokenization import BertTokenizer
+from ..checkpoint import named_model_dir
+from ..modeling import BertModel
+from ..text.tokenization import BertTokenizer
 
 POOLING_MODES = ("mean", "cls", "max")
 

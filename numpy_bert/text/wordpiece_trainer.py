@@ -1,7 +1,7 @@
 """Train a WordPiece vocabulary from raw text, the way HuggingFace's WordPieceTrainer does.
 
 WordPiece vocabularies are *trained* with byte-pair-encoding merges and only *used*
-greedily (longest match first, see :class:`numpy_bert.tokenization.WordPiece`). The
+greedily (longest match first, see :class:`numpy_bert.text.tokenization.WordPiece`). The
 procedure, as in tokenizers' ``WordPieceTrainer`` (a BPE trainer with the ``##``
 continuation prefix):
 
@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
-from .checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes
 from .tokenization import CONTINUATION_PREFIX, BasicTokenizer
 
 DEFAULT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

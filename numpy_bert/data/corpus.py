@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes
 
 logger = logging.getLogger("numpy_bert")
 
@@ -565,7 +565,7 @@ def parse_documents(text: str, title: str) -> list[Document]:
 
 
 def main() -> None:
-    """``python -m numpy_bert.corpus [--rebuild]``: load (or build) the default corpus, print its size."""
+    """``python -m numpy_bert.data.corpus [--rebuild]``: load (or build) the default corpus, print its size."""
     import time
 
     path = default_corpus_cache_path()

@@ -19,7 +19,7 @@ at a time from a random end. Because segments end at sentence boundaries,
 next-sentence prediction cannot be solved by spotting a sentence cut in half.
 
 :class:`ExampleStream` draws fresh pairs every epoch, masks them with a
-:class:`~numpy_bert.masking.MaskingCollator`, and can save and restore its
+:class:`~numpy_bert.data.masking.MaskingCollator`, and can save and restore its
 position so that a resumed training run sees exactly the same batches.
 """
 

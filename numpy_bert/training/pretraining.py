@@ -1,7 +1,7 @@
 """Pre-training BERT: the data, the training loop, checkpoints, and the NumPy backend.
 
 The loop is written once, for both backends. A *backend* (:class:`NumpyBackend` here,
-``torch_bert.training.TorchBackend`` for PyTorch) owns a model and its optimizer and
+``torch_bert.training.pretraining.TorchBackend`` for PyTorch) owns a model and its optimizer and
 does the steps that need them; the :class:`Trainer` does everything else::
 
     for step in 1 .. steps:
@@ -48,20 +48,20 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import WEIGHTS_NAME, load_tensors, named_model_dir, save_tensors
-from .config import PRESETS, BertConfig
-from .corpus import Corpus, load_corpus, load_default_corpus
-from .fast import FastBertForPreTraining
-from .inference import evaluate, format_metrics
-from .layers import GeneratorMasks
-from .masking import MaskingCollator
-from .modeling import BertForPreTraining
-from .optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
+from ..checkpoint import WEIGHTS_NAME, load_tensors, named_model_dir, save_tensors
+from ..config import PRESETS, BertConfig
+from ..data.corpus import Corpus, load_corpus, load_default_corpus
+from ..data.masking import MaskingCollator
+from ..data.pretraining_data import ExampleBuilder, ExampleStream, fixed_batches
+from ..fast import FastBertForPreTraining
+from ..layers import GeneratorMasks
+from ..modeling import BertForPreTraining
+from ..optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
+from ..text.tokenization import VOCAB_NAME, BertTokenizer
+from ..text.wordpiece_trainer import train_wordpiece_vocab
+from .evaluation import evaluate, format_metrics
 from .plots import plot_metrics
-from .pretraining_data import ExampleBuilder, ExampleStream, fixed_batches
 from .run_folder import STATE_JSON_NAME, STATE_TENSORS_NAME, RunFolder, write_json
-from .tokenization import VOCAB_NAME, BertTokenizer
-from .wordpiece_trainer import train_wordpiece_vocab
 
 # Validation batches are drawn with this seed whatever the run's --seed, so that
 # validation numbers are comparable across runs, seeds and backends.

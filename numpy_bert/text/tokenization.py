@@ -28,7 +28,7 @@ Python's ``unicodedata`` knows a newer Unicode, so :func:`unicode8_category` cor
 it for the few hundred characters that were added, or re-classified, since 8.0.
 
 Nothing here imports ``tokenizers`` or ``transformers``; NumPy is used only to return
-batches as arrays. A vocabulary can be trained with :mod:`numpy_bert.wordpiece_trainer`.
+batches as arrays. A vocabulary can be trained with :mod:`numpy_bert.text.wordpiece_trainer`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes
 
 VOCAB_NAME = "vocab.txt"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"

@@ -1,0 +1,5 @@
+"""The command line shared by ``python -m numpy_bert`` and ``python -m torch_bert``."""
+
+from .main import main
+
+__all__ = ["main"]

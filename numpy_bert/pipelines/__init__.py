@@ -1,0 +1,1 @@
+"""Using a trained BERT: fill-mask and sentence embeddings."""
