@@ -140,6 +140,7 @@ def _prepare_numpy(cell: dict, fast: bool) -> Prepared:
                   labelled_positions_only=True)
             model.backward()
             optimizer.step()
+            optimizer.zero_grad()
 
     return Prepared(step, None, model.num_parameters(), "cpu")
 

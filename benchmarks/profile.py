@@ -36,6 +36,7 @@ def _step_function(fast: bool):
               labelled_positions_only=True)
         model.backward()
         optimizer.step()
+        optimizer.zero_grad()
 
     return step
 

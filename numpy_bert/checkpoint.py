@@ -167,17 +167,3 @@ def align_to_model(
         logger.warning("ignored (the model has no such head): %s", ", ".join(info.unexpected_keys))
     return aligned, info
 
-
-def check_state_dict(
-    state: Mapping[str, object], model_shapes: Mapping[str, tuple[int, ...]], shape_of
-) -> None:
-    """Strict load_state_dict: the exact names and shapes, or a ValueError listing every difference."""
-    problems = [f"missing tensor {n!r}" for n in model_shapes if n not in state]
-    problems += [f"unexpected tensor {n!r}" for n in state if n not in model_shapes]
-    problems += [
-        f"tensor {n!r} has shape {tuple(shape_of(v))}, expected {tuple(model_shapes[n])}"
-        for n, v in state.items()
-        if n in model_shapes and tuple(shape_of(v)) != tuple(model_shapes[n])
-    ]
-    if problems:
-        raise ValueError("state dict does not fit the model:\n  " + "\n  ".join(problems))

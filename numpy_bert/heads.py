@@ -13,15 +13,12 @@ The two token-level models build their encoder without the pooler, as transforme
 does (``add_pooling_layer=False``): a checkpoint's ``bert.pooler.*`` is ignored and listed.
 
 The backward of a head is short because the encoder does the rest: a head computes
-dL/d(its input) and hands it to ``BertModel.accumulate_backward``. The losses and their
+dL/d(its input) and hands it to ``BertModel.backward``. The losses and their
 gradients are plain functions below (:func:`mse_loss`, :func:`span_loss`,
 :func:`distillation_loss`), each with its derivation.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -29,14 +26,12 @@ from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Linear, cross_entropy, log_softmax
 from .modeling import BertModel
 from .modeling_utils import BertPreTrainedModel, check_labels
+from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 __all__ = [
     "BertForQuestionAnswering",
     "BertForSequenceClassification",
     "BertForTokenClassification",
-    "QuestionAnsweringModelOutput",
-    "SequenceClassifierOutput",
-    "TokenClassifierOutput",
     "best_span",
     "check_positions",
     "classifier_dropout_prob",
@@ -45,34 +40,6 @@ __all__ = [
     "span_loss",
     "with_labels",
 ]
-
-
-# ---- outputs (transformers' names) ---------------------------------------------------
-
-
-@dataclass
-class SequenceClassifierOutput:
-    loss: Any = None  # cross-entropy, or mean squared error when num_labels == 1
-    logits: Any = None  # (B, num_labels)
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-
-
-@dataclass
-class TokenClassifierOutput:
-    loss: Any = None  # cross-entropy over the tokens whose label is not -100
-    logits: Any = None  # (B, T, num_labels)
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-
-
-@dataclass
-class QuestionAnsweringModelOutput:
-    loss: Any = None  # (CE(start) + CE(end)) / 2
-    start_logits: Any = None  # (B, T)
-    end_logits: Any = None  # (B, T)
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
 
 
 # ---- configuration helpers (shared with torch_bert) ----------------------------------------
@@ -211,9 +178,9 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: 
 class _HeadModel(BertPreTrainedModel):
     """A BertModel under ``bert.`` plus a task layer; keeps the loss gradient for backward()."""
 
-    def __init__(self, config: BertConfig, dtype, add_pooling_layer: bool):
-        super().__init__(config, dtype)
-        self.bert = BertModel(config, seed=None, dtype=dtype, add_pooling_layer=add_pooling_layer)
+    def __init__(self, config: BertConfig, add_pooling_layer: bool):
+        super().__init__(config)
+        self.bert = BertModel(config, seed=None, add_pooling_layer=add_pooling_layer)
         self.loss_grads: tuple | None = None
 
     def encode(self, input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states):
@@ -240,10 +207,10 @@ class BertForSequenceClassification(_HeadModel):
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32, num_labels: int | None = None,
                  id2label: dict | None = None):
         config = with_labels(config, num_labels, id2label)
-        super().__init__(config, dtype, add_pooling_layer=True)
+        super().__init__(config, add_pooling_layer=True)
         self.dropout = Dropout(classifier_dropout_prob(config))
-        self.classifier = Linear(config.hidden_size, config.num_labels, dtype=dtype)
-        self.post_init(seed)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
+        self.post_init(seed, dtype)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> SequenceClassifierOutput:
@@ -265,14 +232,14 @@ class BertForSequenceClassification(_HeadModel):
         check_labels(labels, (B,), self.config.num_labels, "labels")
         return cross_entropy(logits, labels)
 
-    def backward(self, grad_logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """d(loss)/d(parameter) by name; with ``grad_logits``, the gradients of sum(grad_logits * logits)
-        instead (how a loss computed outside, such as :func:`distillation_loss`, is back-propagated)."""
+    def backward(self, grad_logits: np.ndarray | None = None) -> None:
+        """Adds d(loss)/d(parameter) into every .grad; with ``grad_logits``, the gradients of
+        sum(grad_logits * logits) instead (how a loss computed outside, such as
+        :func:`distillation_loss`, is back-propagated)."""
         d_logits = self.stored_loss_grads()[0] if grad_logits is None else np.asarray(grad_logits, self.dtype)
-        self.zero_grad()
-        d_pooled = self.dropout.backward(self.classifier.backward(d_logits))  # (B, C)
-        self.bert.accumulate_backward(np.zeros(self.sequence_shape, self.dtype), d_pooled)
-        return self.gradients()
+        d_dropped = self.classifier.backward(d_logits)  # (B, C)
+        d_pooled = self.dropout.backward(d_dropped)
+        self.bert.backward(np.zeros(self.sequence_shape, self.dtype), d_pooled)
 
 
 class BertForTokenClassification(_HeadModel):
@@ -287,10 +254,10 @@ class BertForTokenClassification(_HeadModel):
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32, num_labels: int | None = None,
                  id2label: dict | None = None):
         config = with_labels(config, num_labels, id2label)
-        super().__init__(config, dtype, add_pooling_layer=False)
+        super().__init__(config, add_pooling_layer=False)
         self.dropout = Dropout(classifier_dropout_prob(config))
-        self.classifier = Linear(config.hidden_size, config.num_labels, dtype=dtype)
-        self.post_init(seed)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
+        self.post_init(seed, dtype)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> TokenClassifierOutput:
@@ -306,12 +273,12 @@ class BertForTokenClassification(_HeadModel):
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
                                      attentions=encoded.attentions)
 
-    def backward(self) -> dict[str, np.ndarray]:
-        """d(loss)/d(parameter) for every parameter, by name, for the last forward call."""
-        (d_logits,) = self.stored_loss_grads()
-        self.zero_grad()
-        self.bert.accumulate_backward(self.dropout.backward(self.classifier.backward(d_logits)))
-        return self.gradients()
+    def backward(self) -> None:
+        """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
+        (d_logits,) = self.stored_loss_grads()  # (B, T, K)
+        d_dropped = self.classifier.backward(d_logits)  # (B, T, C)
+        d_hidden = self.dropout.backward(d_dropped)
+        self.bert.backward(d_hidden)
 
 
 class BertForQuestionAnswering(_HeadModel):
@@ -324,9 +291,9 @@ class BertForQuestionAnswering(_HeadModel):
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
         config = with_labels(config, num_labels=2)  # transformers reads qa_outputs' size from num_labels
-        super().__init__(config, dtype, add_pooling_layer=False)
-        self.qa_outputs = Linear(config.hidden_size, 2, dtype=dtype)
-        self.post_init(seed)
+        super().__init__(config, add_pooling_layer=False)
+        self.qa_outputs = Linear(config.hidden_size, 2)
+        self.post_init(seed, dtype)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
                 end_positions=None, output_attentions: bool = False,
@@ -343,10 +310,10 @@ class BertForQuestionAnswering(_HeadModel):
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
-    def backward(self) -> dict[str, np.ndarray]:
-        """d(loss)/d(parameter) for every parameter, by name, for the last forward call."""
-        d_start, d_end = self.stored_loss_grads()
-        self.zero_grad()
-        self.bert.accumulate_backward(self.qa_outputs.backward(np.stack([d_start, d_end], axis=-1)))
-        return self.gradients()
+    def backward(self) -> None:
+        """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
+        d_start, d_end = self.stored_loss_grads()  # (B, T) each
+        d_logits = np.stack([d_start, d_end], axis=-1)  # (B, T, 2)
+        d_hidden = self.qa_outputs.backward(d_logits)
+        self.bert.backward(d_hidden)
 

@@ -6,7 +6,8 @@ Conventions (as in llm.c and torch.nn):
     ``Parameter.grad``.
   * Shapes in comments: B batch, T sequence length, C channels (hidden size),
     V vocabulary, nh heads, hs head size.
-  * Arithmetic stays in the parameters' dtype (float32 unless float64 was asked for).
+  * Parameters are created in float32; a model casts the whole tree once
+    (``Module.to``), and arithmetic stays in the parameters' dtype.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ class Linear(Module):
         dx = dy W        dW = dy^T x        db = sum_rows dy
     """
 
-    def __init__(self, in_features: int, out_features: int, dtype=np.float32):
+    def __init__(self, in_features: int, out_features: int):
         super().__init__()
-        self.weight = Parameter(np.zeros((out_features, in_features), dtype=dtype))
-        self.bias = Parameter(np.zeros(out_features, dtype=dtype))
+        self.weight = Parameter(np.zeros((out_features, in_features), dtype=np.float32))
+        self.bias = Parameter(np.zeros(out_features, dtype=np.float32))
 
     @classmethod
     def tied(cls, weight: Parameter, bias: Parameter) -> Linear:
@@ -64,17 +65,17 @@ class Embedding(Module):
     gradient, so [PAD]'s vector stays as initialised (zeros).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype=np.float32):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         super().__init__()
         self.padding_idx = padding_idx
-        self.weight = Parameter(np.zeros((num_embeddings, embedding_dim), dtype=dtype))
+        self.weight = Parameter(np.zeros((num_embeddings, embedding_dim), dtype=np.float32))
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         self.ids = ids  # (B, T) integers
         return self.weight.data[ids]  # (B, T, C)
 
     def backward(self, dy: np.ndarray) -> None:
+        """Adds dW; returns None: the input ids are integers, with no gradient."""
         grad = np.zeros_like(self.weight.data)  # (V, C)
         np.add.at(grad, self.ids.ravel(), dy.reshape(-1, dy.shape[-1]))
         if self.padding_idx is not None:
@@ -92,11 +93,11 @@ class LayerNorm(Module):
     derivation as in llm.c's doc/layernorm).
     """
 
-    def __init__(self, hidden_size: int, eps: float, dtype=np.float32):
+    def __init__(self, hidden_size: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.weight = Parameter(np.ones(hidden_size, dtype=dtype))
-        self.bias = Parameter(np.zeros(hidden_size, dtype=dtype))
+        self.weight = Parameter(np.ones(hidden_size, dtype=np.float32))
+        self.bias = Parameter(np.zeros(hidden_size, dtype=np.float32))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
@@ -107,13 +108,13 @@ class LayerNorm(Module):
         return self.xhat * self.weight.data + self.bias.data
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        rows = dy.reshape(-1, dy.shape[-1])
-        self.weight.accumulate_grad((rows * self.xhat.reshape(rows.shape)).sum(axis=0))
-        self.bias.accumulate_grad(rows.sum(axis=0))
-        g = dy * self.weight.data
-        g_mean = g.mean(axis=-1, keepdims=True)
-        g_xhat_mean = (g * self.xhat).mean(axis=-1, keepdims=True)
-        return self.rstd * (g - g_mean - self.xhat * g_xhat_mean)
+        dy_rows = dy.reshape(-1, dy.shape[-1])  # (N, C)
+        self.weight.accumulate_grad((dy_rows * self.xhat.reshape(dy_rows.shape)).sum(axis=0))  # (C,)
+        self.bias.accumulate_grad(dy_rows.sum(axis=0))  # (C,)
+        g = dy * self.weight.data  # dL/dxhat, (..., C)
+        g_mean = g.mean(axis=-1, keepdims=True)  # through the mean, (..., 1)
+        g_xhat_mean = (g * self.xhat).mean(axis=-1, keepdims=True)  # through the variance, (..., 1)
+        return self.rstd * (g - g_mean - self.xhat * g_xhat_mean)  # (..., C)
 
 
 class GELU(Module):

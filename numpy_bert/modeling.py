@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import BertConfig
+from .config import IGNORE_INDEX, BertConfig
 from .layers import (
     GELU,
-    IGNORE_INDEX,
     Dropout,
     Embedding,
     LayerNorm,
@@ -36,7 +35,7 @@ from .layers import (
     softmax,
     softmax_backward,
 )
-from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels
+from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels, has_padding
 from .nn import Module, ModuleList, Parameter
 from .outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
 
@@ -44,13 +43,13 @@ from .outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
 class BertEmbeddings(Module):
     """x = LayerNorm(word[ids] + token_type[types] + position[0..T-1]), then dropout."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
         C = config.hidden_size
-        self.word_embeddings = Embedding(config.vocab_size, C, padding_idx=config.pad_token_id, dtype=dtype)
-        self.position_embeddings = Embedding(config.max_position_embeddings, C, dtype=dtype)
-        self.token_type_embeddings = Embedding(config.type_vocab_size, C, dtype=dtype)
-        self.LayerNorm = LayerNorm(C, config.layer_norm_eps, dtype=dtype)
+        self.word_embeddings = Embedding(config.vocab_size, C, padding_idx=config.pad_token_id)
+        self.position_embeddings = Embedding(config.max_position_embeddings, C)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, C)
+        self.LayerNorm = LayerNorm(C, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
@@ -61,11 +60,12 @@ class BertEmbeddings(Module):
         return self.dropout(self.LayerNorm(x))
 
     def backward(self, dy: np.ndarray) -> None:
-        dx = self.LayerNorm.backward(self.dropout.backward(dy))  # (B, T, C)
-        # The sum fans the same gradient out to all three tables.
-        self.word_embeddings.backward(dx)
+        """Adds the three tables' gradients; returns None (the inputs are ids)."""
+        d_norm = self.dropout.backward(dy)  # (B, T, C)
+        dx = self.LayerNorm.backward(d_norm)
+        self.position_embeddings.backward(dx)  # the sum fans the same gradient out to all three tables
         self.token_type_embeddings.backward(dx)
-        self.position_embeddings.backward(dx)
+        self.word_embeddings.backward(dx)
 
 
 class BertSelfAttention(Module):
@@ -82,15 +82,15 @@ class BertSelfAttention(Module):
     softmax Jacobian, dq = d(scores) k / sqrt(hs), dk = d(scores)^T q / sqrt(hs).
     """
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
         C = config.hidden_size
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.head_size
         self.scaling = self.attention_head_size**-0.5
-        self.query = Linear(C, C, dtype=dtype)
-        self.key = Linear(C, C, dtype=dtype)
-        self.value = Linear(C, C, dtype=dtype)
+        self.query = Linear(C, C)
+        self.key = Linear(C, C)
+        self.value = Linear(C, C)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def split_heads(self, x: np.ndarray) -> np.ndarray:
@@ -118,100 +118,106 @@ class BertSelfAttention(Module):
         d_context = self.split_heads(dy)  # (B, nh, T, hs)
         d_dropped = d_context @ self.v.transpose(0, 1, 3, 2)  # (B, nh, T, T)
         dv = self.dropped_probs.transpose(0, 1, 3, 2) @ d_context  # (B, nh, T, hs)
-        d_scores = softmax_backward(self.probs, self.dropout.backward(d_dropped)) * self.scaling
+        d_probs = self.dropout.backward(d_dropped)  # (B, nh, T, T)
+        d_scores = softmax_backward(self.probs, d_probs) * self.scaling  # the mask is a constant: no gradient
         dq = d_scores @ self.k  # (B, nh, T, hs)
-        dk = d_scores.transpose(0, 1, 3, 2) @ self.q
-        return (self.query.backward(self.merge_heads(dq))
-                + self.key.backward(self.merge_heads(dk))
-                + self.value.backward(self.merge_heads(dv)))  # (B, T, C)
+        dk = d_scores.transpose(0, 1, 3, 2) @ self.q  # (B, nh, T, hs)
+        dx = self.value.backward(self.merge_heads(dv))  # (B, T, C): x fed all three projections
+        dx += self.key.backward(self.merge_heads(dk))
+        dx += self.query.backward(self.merge_heads(dq))
+        return dx
 
 
 class ResidualOutput(Module):
-    """y = LayerNorm(dropout(dense(x)) + residual): the "add & norm" that ends each sub-block.
+    """y = LayerNorm(dropout(dense(x)) + input_tensor): the "add & norm" that ends each sub-block.
 
     transformers has two copies of this (BertSelfOutput, BertOutput) that differ only
-    in the dense layer's input size; here they share it. Backward returns the
-    gradient for x and for the residual branch (which is LayerNorm's input gradient).
+    in the dense layer's input size; here they share it.
+    Backward: two inputs, two gradients. The sum passes LayerNorm's input gradient
+    unchanged to both branches; the dense branch then goes back through dropout and dense.
     """
 
-    def __init__(self, config: BertConfig, in_features: int, dtype):
+    def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
-        self.dense = Linear(in_features, config.hidden_size, dtype=dtype)
-        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype)
+        self.dense = Linear(in_features, config.hidden_size)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: np.ndarray, residual: np.ndarray) -> np.ndarray:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+    def forward(self, hidden_states: np.ndarray, input_tensor: np.ndarray) -> np.ndarray:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
 
     def backward(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d_sum = self.LayerNorm.backward(dy)
-        return self.dense.backward(self.dropout.backward(d_sum)), d_sum
+        """Returns (d hidden_states, d input_tensor)."""
+        d_sum = self.LayerNorm.backward(dy)  # (B, T, C)
+        d_dense = self.dropout.backward(d_sum)
+        return self.dense.backward(d_dense), d_sum
 
 
 class BertSelfOutput(ResidualOutput):
-    def __init__(self, config: BertConfig, dtype):
-        super().__init__(config, config.hidden_size, dtype)
+    def __init__(self, config: BertConfig):
+        super().__init__(config, config.hidden_size)
 
 
 class BertOutput(ResidualOutput):
-    def __init__(self, config: BertConfig, dtype):
-        super().__init__(config, config.intermediate_size, dtype)
+    def __init__(self, config: BertConfig):
+        super().__init__(config, config.intermediate_size)
 
 
 class BertAttention(Module):
     """Self-attention, then add & norm: y = LayerNorm(x + dropout(dense(attention(x))))."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.self = BertSelfAttention(config, dtype)
-        self.output = BertSelfOutput(config, dtype)
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
 
     def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return self.output(self.self(hidden_states, mask), hidden_states)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        d_attended, d_residual = self.output.backward(dy)
-        return self.self.backward(d_attended) + d_residual  # x feeds both branches
+        d_attention, d_input = self.output.backward(dy)
+        return self.self.backward(d_attention) + d_input  # x feeds both branches
 
 
 class BertIntermediate(Module):
     """h = GELU(x W1 + b1), widening C to the intermediate size (4C)."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.intermediate_size, dtype=dtype)
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = GELU(config.hidden_act)
 
     def forward(self, hidden_states: np.ndarray) -> np.ndarray:
         return self.intermediate_act_fn(self.dense(hidden_states))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self.dense.backward(self.intermediate_act_fn.backward(dy))
+        d_dense = self.intermediate_act_fn.backward(dy)  # (B, T, 4C)
+        return self.dense.backward(d_dense)
 
 
 class BertLayer(Module):
     """One post-LN encoder block: attention + add & norm, then feed-forward + add & norm."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.attention = BertAttention(config, dtype)
-        self.intermediate = BertIntermediate(config, dtype)
-        self.output = BertOutput(config, dtype)
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
 
     def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         attended = self.attention(hidden_states, mask)
         return self.output(self.intermediate(attended), attended)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        d_intermediate, d_residual = self.output.backward(dy)
-        d_attended = self.intermediate.backward(d_intermediate) + d_residual
+        d_intermediate, d_input = self.output.backward(dy)
+        d_attended = self.intermediate.backward(d_intermediate) + d_input  # attended feeds both branches
         return self.attention.backward(d_attended)
 
 
 class BertEncoder(Module):
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.layer = ModuleList([BertLayer(config, dtype) for _ in range(config.num_hidden_layers)])
+        self.layer = ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
     def forward(self, hidden_states: np.ndarray, mask: np.ndarray | None) -> list[np.ndarray]:
         """All hidden states: the input, then each layer's output."""
@@ -229,9 +235,9 @@ class BertEncoder(Module):
 class BertPooler(Module):
     """pooled = tanh(dense(h[:, 0])): the [CLS] token's state, for sentence-level heads."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size, dtype=dtype)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.activation = Tanh()
 
     def forward(self, hidden_states: np.ndarray) -> np.ndarray:
@@ -239,21 +245,26 @@ class BertPooler(Module):
         return self.activation(self.dense(hidden_states[:, 0]))  # (B, C)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dh = np.zeros(self.seq_shape, dtype=dy.dtype)  # only [CLS] fed the pooler
-        dh[:, 0] = self.dense.backward(self.activation.backward(dy))
+        d_dense = self.activation.backward(dy)  # (B, C)
+        dh = np.zeros(self.seq_shape, dtype=dy.dtype)  # (B, T, C): only [CLS] fed the pooler
+        dh[:, 0] = self.dense.backward(d_dense)
         return dh
 
 
 class BertModel(BertPreTrainedModel):
-    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
+    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output).
+
+    Backward: from the gradients of both outputs, through the pooler, the encoder and
+    the embeddings; returns None (the inputs are ids).
+    """
 
     def __init__(self, config: BertConfig, seed: int | None = 0, dtype=np.float32,
                  add_pooling_layer: bool = True):
-        super().__init__(config, dtype)
-        self.embeddings = BertEmbeddings(config, dtype)
-        self.encoder = BertEncoder(config, dtype)
-        self.pooler = BertPooler(config, dtype) if add_pooling_layer else None
-        self.post_init(seed)
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.post_init(seed, dtype)
 
     def forward(
         self,
@@ -264,7 +275,7 @@ class BertModel(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> BaseModelOutputWithPooling:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        mask = None if attention_mask is None else additive_attention_mask(attention_mask, self.dtype)
+        mask = additive_attention_mask(attention_mask, self.dtype) if has_padding(attention_mask) else None
         states = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
         last = states[-1]  # (B, T, C)
         return BaseModelOutputWithPooling(
@@ -275,35 +286,32 @@ class BertModel(BertPreTrainedModel):
             if output_attentions else None,
         )
 
-    def accumulate_backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output=None) -> None:
-        """Backward through the encoder, adding into .grad (heads call this after their own backward)."""
-        d_hidden = np.array(grad_last_hidden_state, dtype=self.dtype)
+    def backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output: np.ndarray | None = None) -> None:
+        """Adds the gradients of sum(grad_last_hidden_state * last_hidden_state + grad_pooler_output *
+        pooler_output) into every parameter's .grad, for the last forward call."""
+        d_hidden = np.array(grad_last_hidden_state, dtype=self.dtype)  # (B, T, C), a copy: added into below
         if grad_pooler_output is not None:
             d_hidden += self.pooler.backward(grad_pooler_output)
-        self.embeddings.backward(self.encoder.backward(d_hidden))
-
-    def backward(self, grad_last_hidden_state: np.ndarray, grad_pooler_output=None) -> dict[str, np.ndarray]:
-        """Gradients of sum(grad_last_hidden_state * last_hidden_state + grad_pooler_output * pooler_output)
-        with respect to every parameter, for the last forward call."""
-        self.zero_grad()
-        self.accumulate_backward(grad_last_hidden_state, grad_pooler_output)
-        return self.gradients()
+        d_embeddings = self.encoder.backward(d_hidden)
+        self.embeddings.backward(d_embeddings)
 
 
 class BertPredictionHeadTransform(Module):
     """h = LayerNorm(GELU(dense(x))), before the vocabulary projection."""
 
-    def __init__(self, config: BertConfig, dtype):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size, dtype=dtype)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.transform_act_fn = GELU(config.hidden_act)
-        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
 
     def forward(self, hidden_states: np.ndarray) -> np.ndarray:
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self.dense.backward(self.transform_act_fn.backward(self.LayerNorm.backward(dy)))
+        d_act = self.LayerNorm.backward(dy)
+        d_dense = self.transform_act_fn.backward(d_act)
+        return self.dense.backward(d_dense)
 
 
 class BertLMPredictionHead(Module):
@@ -314,24 +322,25 @@ class BertLMPredictionHead(Module):
     adds the decoder's dE into the embedding's gradient: the tied-weight sum.
     """
 
-    def __init__(self, config: BertConfig, word_embeddings, dtype):
+    def __init__(self, config: BertConfig, word_embeddings: Parameter):
         super().__init__()
-        self.bias = Parameter(np.zeros(config.vocab_size, dtype=dtype))
-        self.transform = BertPredictionHeadTransform(config, dtype)
+        self.bias = Parameter(np.zeros(config.vocab_size))
+        self.transform = BertPredictionHeadTransform(config)
         self.decoder = Linear.tied(word_embeddings, self.bias)
 
     def forward(self, hidden_states: np.ndarray) -> np.ndarray:
         return self.decoder(self.transform(hidden_states))  # (..., V)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self.transform.backward(self.decoder.backward(dy))
+        d_transform = self.decoder.backward(dy)  # also adds the decoder's dE into the tied embedding
+        return self.transform.backward(d_transform)
 
 
 class BertPreTrainingHeads(Module):
-    def __init__(self, config: BertConfig, word_embeddings, dtype):
+    def __init__(self, config: BertConfig, word_embeddings: Parameter):
         super().__init__()
-        self.predictions = BertLMPredictionHead(config, word_embeddings, dtype)
-        self.seq_relationship = Linear(config.hidden_size, 2, dtype=dtype)
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+        self.seq_relationship = Linear(config.hidden_size, 2)
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -339,6 +348,7 @@ class BertForPreTraining(BertPreTrainedModel):
 
     loss = CE(MLM logits, labels; ignoring -100) + CE(NSP logits, next_sentence_label),
     computed when both label arrays are given (as in transformers).
+    Backward: the two heads' gradients meet in the encoder's last hidden state.
     """
 
     tied_weights = {
@@ -347,10 +357,10 @@ class BertForPreTraining(BertPreTrainedModel):
     }
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
-        super().__init__(config, dtype)
-        self.bert = BertModel(config, dtype=dtype, seed=None)  # initialised below, with the heads
-        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings.weight, dtype)
-        self.post_init(seed)
+        super().__init__(config)
+        self.bert = BertModel(config, seed=None)  # initialised below, with the heads
+        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings.weight)
+        self.post_init(seed, dtype)
 
     def forward(
         self,
@@ -365,51 +375,83 @@ class BertForPreTraining(BertPreTrainedModel):
     ) -> BertForPreTrainingOutput:
         """With ``labelled_positions_only`` (training), MLM logits are computed only where
         labels != -100, as the original BERT gathers them: prediction_logits is then
-        (N labelled, V) instead of (B, T, V), and the loss is unchanged. With a 30k
-        vocabulary the full (B, T, V) projection would dominate the step's compute."""
+        (N labelled, V) instead of (B, T, V), and the loss is unchanged."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         hidden = encoded.last_hidden_state  # (B, T, C)
         B, T, C = self.sequence_shape = hidden.shape
-        if labels is not None:
-            check_labels(labels, (B, T), self.config.vocab_size, "labels")
-        self.selected = None
-        if labelled_positions_only and labels is not None:
-            self.selected = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)  # (N,)
+        check_pretraining_labels(self.config, labels, next_sentence_label, B, T)
+        self.selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
+        if self.selected is not None:
             hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
         prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
-        self.loss_grads = None
-        mlm_loss = nsp_loss = loss = None
-        if labels is not None:
-            flat_labels = labels.reshape(-1) if self.selected is None else labels.reshape(-1)[self.selected]
-            mlm_loss, d_mlm = cross_entropy(prediction_logits.reshape(len(flat_labels), -1), flat_labels)
-        if next_sentence_label is not None:
-            check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
-            nsp_loss, d_nsp = cross_entropy(nsp_logits, next_sentence_label)
-        if mlm_loss is not None and nsp_loss is not None:
-            loss = mlm_loss + nsp_loss
-            self.loss_grads = (d_mlm.reshape(prediction_logits.shape), d_nsp)
-        return BertForPreTrainingOutput(
-            loss=loss, prediction_logits=prediction_logits, seq_relationship_logits=nsp_logits,
-            mlm_loss=mlm_loss, nsp_loss=nsp_loss,
-            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
-        )
+        mlm = None if labels is None else masked_lm_loss(prediction_logits, mlm_targets(labels, self.selected))
+        nsp = None if next_sentence_label is None else cross_entropy(nsp_logits, next_sentence_label)
+        output, self.loss_grads = pretraining_output(prediction_logits, nsp_logits, mlm, nsp,
+                                                     encoded.hidden_states, encoded.attentions)
+        return output
 
-    def backward(self) -> dict[str, np.ndarray]:
-        """d(loss)/d(parameter) for every parameter, by name, for the last forward call."""
+    def backward(self) -> None:
+        """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         if self.loss_grads is None:
             raise ValueError("backward() needs a forward call with labels and next_sentence_label (a loss)")
-        d_logits, d_nsp = self.loss_grads
-        self.zero_grad()
-        d_hidden = self.cls.predictions.backward(d_logits)  # also adds the decoder's dE
-        if self.selected is None:
-            d_sequence = d_hidden  # (B, T, C)
-        else:  # scatter the N gathered rows back; unlabelled positions get no MLM gradient
-            B, T, C = self.sequence_shape
-            d_sequence = np.zeros((B * T, C), dtype=d_hidden.dtype)
-            d_sequence[self.selected] = d_hidden
-            d_sequence = d_sequence.reshape(B, T, C)
-        d_pooled = self.cls.seq_relationship.backward(d_nsp)
-        self.bert.accumulate_backward(d_sequence, d_pooled)
-        return self.gradients()
+        d_logits, d_nsp = self.loss_grads  # (B, T, V) or (N, V), and (B, 2)
+        d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
+        d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
+        d_pooled = self.cls.seq_relationship.backward(d_nsp)  # (B, C)
+        self.bert.backward(d_sequence, d_pooled)
+
+
+# ---- what the readable and the fast model share: label gathering and the loss --------------------
+
+
+def check_pretraining_labels(config: BertConfig, labels, next_sentence_label, B: int, T: int) -> None:
+    if labels is not None:
+        check_labels(labels, (B, T), config.vocab_size, "labels")
+    if next_sentence_label is not None:
+        check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
+
+
+def labelled_rows(labels: np.ndarray | None) -> np.ndarray | None:
+    """The flat positions (N,) whose label is not -100, in row-major order: where MLM logits are needed."""
+    return None if labels is None else np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
+
+
+def mlm_targets(labels: np.ndarray, selected: np.ndarray | None) -> np.ndarray:
+    """The labels of the rows the MLM head computed: all B*T, or the N selected ones."""
+    flat = labels.reshape(-1)
+    return flat if selected is None else flat[selected]
+
+
+def masked_lm_loss(prediction_logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy of the MLM logits (B, T, V) or (N, V) against their targets, and d_logits in their shape."""
+    loss, d_logits = cross_entropy(prediction_logits.reshape(len(targets), -1), targets)
+    return loss, d_logits.reshape(prediction_logits.shape)
+
+
+def scatter_labelled_rows(d_rows: np.ndarray, selected: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+    """The gradient of the gathered rows put back at their positions (B, T, C); other positions get zero."""
+    if selected is None:
+        return d_rows.reshape(shape)
+    B, T, C = shape
+    d_sequence = np.zeros((B * T, C), dtype=d_rows.dtype)
+    d_sequence[selected] = d_rows
+    return d_sequence.reshape(shape)
+
+
+def pretraining_output(prediction_logits, nsp_logits, mlm: tuple | None, nsp: tuple | None,
+                       hidden_states: tuple | None, attentions: tuple | None
+                       ) -> tuple[BertForPreTrainingOutput, tuple | None]:
+    """The output, and the loss gradients backward() starts from (None unless both losses were computed).
+
+    ``mlm`` and ``nsp`` are (loss, d_logits) pairs or None; loss = mlm_loss + nsp_loss.
+    """
+    mlm_loss, d_mlm = mlm if mlm is not None else (None, None)
+    nsp_loss, d_nsp = nsp if nsp is not None else (None, None)
+    both = mlm is not None and nsp is not None
+    output = BertForPreTrainingOutput(
+        loss=mlm_loss + nsp_loss if both else None, prediction_logits=prediction_logits,
+        seq_relationship_logits=nsp_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
+        hidden_states=hidden_states, attentions=attentions)
+    return output, ((d_mlm, d_nsp) if both else None)

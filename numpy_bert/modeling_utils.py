@@ -16,8 +16,6 @@ from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
 
-SUPPORTED_DTYPES = (np.float32, np.float64)
-
 
 def _is_integer(array) -> bool:
     return "int" in str(array.dtype)  # int8..int64, uint8, torch.int64, ...
@@ -70,6 +68,13 @@ def check_labels(labels, shape: tuple[int, ...], num_classes: int, name: str) ->
                          f"found {_first_bad(labels, bad)}")
 
 
+def has_padding(attention_mask) -> bool:
+    """True when some key is masked out. A mask of all ones would add zeros to the scores, so every
+    implementation leaves it out, as transformers does (torch's fused attention then may use its
+    fastest kernel, which takes no mask). Works on NumPy arrays and torch tensors alike."""
+    return attention_mask is not None and not bool((attention_mask != 0).all())
+
+
 def additive_attention_mask(attention_mask: np.ndarray, dtype) -> np.ndarray:
     """(B, T) of 1 = attend, 0 = padding  ->  (B, 1, 1, T) of 0 and the dtype's most negative number.
 
@@ -84,22 +89,26 @@ class BertPreTrainedModel(Module):
 
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
 
-    def __init__(self, config: BertConfig, dtype=np.float32):
+    def __init__(self, config: BertConfig):
         super().__init__()
-        if np.dtype(dtype) not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
-            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         config.validate()
         self.config = config
-        self.dtype = np.dtype(dtype)
 
-    def post_init(self, seed: int | None) -> None:
-        """Initialise weights as transformers does and name the dropout layers.
+    @property
+    def dtype(self) -> np.dtype:
+        """The parameters' dtype, set once for the whole tree by ``post_init`` (or ``to``)."""
+        return self.parameters()[0].data.dtype
 
-        ``seed=None`` leaves weights alone: the model is a part of a larger one that
+    def post_init(self, seed: int | None, dtype) -> None:
+        """Cast the whole tree to ``dtype``, initialise weights as transformers does (drawn in that
+        dtype from NumPy's generator seeded with ``seed``) and name the dropout layers.
+
+        ``seed=None`` leaves everything alone: the model is a part of a larger one that
         initialises everything itself.
         """
         if seed is None:
             return
+        self.to(dtype)
         self.init_weights(np.random.default_rng(seed))
         for name, module in self.named_modules():
             if isinstance(module, Dropout):

@@ -5,20 +5,33 @@ registers parameters and sub-modules in assignment order, which gives every
 parameter a dotted name (``encoder.layer.0.attention.self.query.weight``) exactly
 as PyTorch and transformers name it.
 
-Each module's ``forward`` keeps what its ``backward`` needs (its cache), and its
-``backward(grad_output)`` returns the gradient with respect to its input while
-*adding* parameter gradients into ``Parameter.grad``. Adding, not assigning, is
-what makes tied weights right: the word-embedding matrix used by the embedding
-lookup and by the MLM decoder receives the sum of both contributions.
+What ``backward`` means, everywhere in numpy_bert (this is the one place it is defined):
+
+* ``forward(x)`` keeps what the backward pass needs on ``self`` (its cache).
+* ``backward(dy)`` takes dL/d(output) and returns dL/d(input), while *adding* each
+  parameter's gradient into ``Parameter.grad``. A forward with two array inputs
+  (an add-and-norm block's ``hidden_states`` and ``input_tensor``) gets a backward
+  that returns a pair, in the same order; a forward whose input is integer ids (an
+  embedding table, a whole model) gets one that returns ``None``: ids have no gradient.
+  Each such signature says so.
+* A model with a loss (``BertForPreTraining``, the task heads) has ``backward()``
+  without an argument: the backward pass of its last loss, dL/dL = 1. It is numpy's
+  ``loss.backward()``.
+* Gradients add up until ``zero_grad()``, as in PyTorch; ``gradients()`` returns them
+  as ``{parameter name: array}``. So one training step reads
+  ``model.zero_grad(); model(**batch); model.backward(); grads = model.gradients()``.
+
+Adding, not assigning, is what makes tied weights right: the word-embedding matrix
+used by the embedding lookup and by the MLM decoder receives the sum of both uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .checkpoint import check_state_dict
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Parameter:
@@ -90,6 +103,18 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, dtype) -> Module:
+        """Cast every parameter to ``dtype`` (float32 or float64), as ``torch.nn.Module.to`` does.
+
+        Modules are built in float32; a model sets its dtype once, for the whole tree.
+        """
+        dtype = np.dtype(dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        for param in self.parameters():
+            param.data = param.data.astype(dtype, copy=False)
+        return self
+
     def gradients(self) -> dict[str, np.ndarray]:
         """{name: gradient} after a backward pass; zeros for parameters the loss did not reach."""
         return {name: (np.zeros_like(p.data) if p.grad is None else p.grad)
@@ -124,3 +149,19 @@ class ModuleList(Module):
 
     def __getitem__(self, index: int) -> Module:
         return self._modules[str(index)]
+
+
+def check_state_dict(state: Mapping[str, object], model_shapes: Mapping[str, tuple[int, ...]], shape_of) -> None:
+    """Strict load_state_dict: the exact names and shapes, or a ValueError listing every difference.
+
+    ``shape_of`` reads a value's shape (``np.shape``), so torch_bert checks its tensors with it too.
+    """
+    problems = [f"missing tensor {n!r}" for n in model_shapes if n not in state]
+    problems += [f"unexpected tensor {n!r}" for n in state if n not in model_shapes]
+    problems += [
+        f"tensor {n!r} has shape {tuple(shape_of(v))}, expected {tuple(model_shapes[n])}"
+        for n, v in state.items()
+        if n in model_shapes and tuple(shape_of(v)) != tuple(model_shapes[n])
+    ]
+    if problems:
+        raise ValueError("state dict does not fit the model:\n  " + "\n  ".join(problems))

@@ -24,3 +24,28 @@ class BertForPreTrainingOutput:
     nsp_loss: Any = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
+
+
+@dataclass
+class SequenceClassifierOutput:
+    loss: Any = None  # cross-entropy, or mean squared error when num_labels == 1
+    logits: Any = None  # (B, num_labels)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class TokenClassifierOutput:
+    loss: Any = None  # cross-entropy over the tokens whose label is not -100
+    logits: Any = None  # (B, T, num_labels)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput:
+    loss: Any = None  # (CE(start) + CE(end)) / 2
+    start_logits: Any = None  # (B, T)
+    end_logits: Any = None  # (B, T)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None

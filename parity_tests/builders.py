@@ -62,8 +62,10 @@ def torch_gradients(model) -> dict[str, torch.Tensor]:
 
 
 def run_numpy(model, batch):
+    model.zero_grad()
     out = model(**batch)
-    return out, model.backward()
+    model.backward()
+    return out, model.gradients()
 
 
 def run_torch(model, batch):

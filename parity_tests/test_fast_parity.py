@@ -113,6 +113,7 @@ def test_training_steps_follow_the_same_trajectory():
             model(**batch)
             model.backward()
             optimizer.step()
+            optimizer.zero_grad()
     assert_close(fast.state_dict(), readable.state_dict(), 1e-10, "weights after 5 steps")
 
 

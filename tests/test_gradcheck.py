@@ -134,12 +134,12 @@ def init_random(module, rng, scale=0.5):
 
 
 def test_linear(rng):
-    layer = init_random(Linear(5, 7, dtype=np.float64), rng)
+    layer = init_random(Linear(5, 7).to(np.float64), rng)
     check_module(layer, [rng.standard_normal((2, 3, 5))])
 
 
 def test_embedding_skips_padding_row(rng):
-    table = init_random(Embedding(11, 4, padding_idx=0, dtype=np.float64), rng)
+    table = init_random(Embedding(11, 4, padding_idx=0).to(np.float64), rng)
     ids = np.array([[0, 3, 3, 10], [0, 0, 5, 3]])
     check_module(table, [ids], differentiable=())
     assert np.all(table.weight.grad[0] == 0), "the padding row must get no gradient"
@@ -148,7 +148,7 @@ def test_embedding_skips_padding_row(rng):
 
 @pytest.mark.parametrize("shape", [(4, 6), (2, 3, 9), (1, 1, 2)])
 def test_layernorm(rng, shape):
-    norm = init_random(LayerNorm(shape[-1], 1e-12, dtype=np.float64), rng)
+    norm = init_random(LayerNorm(shape[-1], 1e-12).to(np.float64), rng)
     check_module(norm, [rng.standard_normal(shape) * 3 + 1])
 
 
@@ -210,7 +210,7 @@ def test_dropout_with_fixed_mask(rng):
 
 def test_self_attention_with_padding(rng):
     config = small_config()
-    attention = init_random(BertSelfAttention(config, np.float64), rng)
+    attention = init_random(BertSelfAttention(config).to(np.float64), rng)
     attention_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
     mask = additive_attention_mask(attention_mask, np.float64)
     check_module(attention, [rng.standard_normal((3, 5, 12)), mask])
@@ -218,32 +218,35 @@ def test_self_attention_with_padding(rng):
 
 def test_self_attention_with_dropout(rng):
     config = small_config(attention_probs_dropout_prob=0.25)
-    attention = init_random(BertSelfAttention(config, np.float64), rng)
+    attention = init_random(BertSelfAttention(config).to(np.float64), rng)
     attention.dropout.mask_source = FixedMasks(3)
     check_module(attention, [rng.standard_normal((2, 4, 12)), None])
 
 
 def test_residual_output_both_branches(rng):
-    block = init_random(ResidualOutput(small_config(), 20, np.float64), rng)
+    block = init_random(ResidualOutput(small_config(), 20).to(np.float64), rng)
     check_module(block, [rng.standard_normal((2, 3, 20)), rng.standard_normal((2, 3, 12))], differentiable=(0, 1))
 
 
 def test_encoder_layer(rng):
-    layer = init_random(BertLayer(small_config(), np.float64), rng)
+    layer = init_random(BertLayer(small_config()).to(np.float64), rng)
     mask = additive_attention_mask(np.array([[1, 1, 1, 0], [1, 1, 1, 1]]), np.float64)
     check_module(layer, [rng.standard_normal((2, 4, 12)), mask])
 
 
 def test_pooler(rng):
-    check_module(init_random(BertPooler(small_config(), np.float64), rng), [rng.standard_normal((3, 4, 12))])
+    check_module(init_random(BertPooler(small_config()).to(np.float64), rng), [rng.standard_normal((3, 4, 12))])
 
 
 def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: int = 5) -> None:
     """Every parameter's d(loss), the tied embedding included, against finite differences of
-    model.forward(**batch).loss at ``count`` sampled entries (``grads``: default model.backward())."""
+    model.forward(**batch).loss at ``count`` sampled entries (``grads``: default model.backward()'s)."""
     rng = np.random.default_rng(seed)
-    model.forward(**batch)
-    grads = model.backward() if grads is None else grads
+    if grads is None:
+        model.zero_grad()
+        model.forward(**batch)
+        model.backward()
+        grads = model.gradients()
     assert set(grads) == {name for name, _ in model.named_parameters()}
     scale = max(float(np.abs(g).max()) for g in grads.values())
     for name, param in model.named_parameters():
@@ -270,8 +273,10 @@ def test_whole_model_tied_weights_and_ignored_labels(rng):
     # The tied matrix is both the lookup table and the MLM decoder. Random entries mostly land in
     # rows no input uses, which only the decoder reaches, so check rows the lookup uses too
     # (5, 7, 4, 8: the sum of both contributions) and a row that is only a label (30).
+    model.zero_grad()
     model.forward(**batch)
-    tied = model.backward()["bert.embeddings.word_embeddings.weight"]
+    model.backward()
+    tied = model.gradients()["bert.embeddings.word_embeddings.weight"]
     table = model.bert.embeddings.word_embeddings.weight.data
     indices = [(5, 0), (7, 3), (4, 5), (8, 11), (30, 2)]
     numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), table, indices)
@@ -288,8 +293,10 @@ def test_bert_model_backward_from_both_outputs(rng):
         o = model(ids, attention_mask=mask)
         return float((o.last_hidden_state * R_last).sum() + (o.pooler_output * R_pool).sum())
 
+    model.zero_grad()
     model(ids, attention_mask=mask)
-    grads = model.backward(R_last, R_pool)
+    model.backward(R_last, R_pool)
+    grads = model.gradients()
     scale = max(float(np.abs(g).max()) for g in grads.values())
     for name, param in model.named_parameters():
         indices = sample_indices(param.shape, rng, count=5)

@@ -1,9 +1,14 @@
-"""torch_bert: the PyTorch twin of numpy_bert, module for module and name for name."""
+"""torch_bert: the PyTorch twin of numpy_bert, module for module and name for name.
+
+The config and the tokenizer are pure Python and live once, in numpy_bert; they are
+re-exported here so that either package reads like transformers.
+"""
 
 from numpy_bert.config import PRESETS, BertConfig
+from numpy_bert.text.tokenization import BertTokenizer
 
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .modeling import BertForPreTraining, BertModel
 
 __all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
-           "BertForTokenClassification", "BertModel"]
+           "BertForTokenClassification", "BertModel", "BertTokenizer"]

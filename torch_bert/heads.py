@@ -12,18 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import IGNORE_INDEX, BertConfig
-from numpy_bert.heads import (
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-    best_span,
-    check_positions,
-    classifier_dropout_prob,
-    with_labels,
-)
+from numpy_bert.heads import best_span, check_positions, classifier_dropout_prob, with_labels
+from numpy_bert.outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
+from .layers import Dropout
 from .modeling import BertModel
-from .modeling_utils import BertPreTrainedModel, Dropout, check_labels
+from .modeling_utils import BertPreTrainedModel, check_labels
 
 __all__ = [
     "BertForQuestionAnswering",

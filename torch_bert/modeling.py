@@ -1,8 +1,23 @@
-"""BERT in PyTorch: the twin of numpy_bert/modeling.py, module for module and name for name.
+"""BERT in PyTorch, module for module and name for name as transformers' modeling_bert.py.
 
-Read the two files side by side: every class here has the same name, the same
-attributes and the same forward as its NumPy twin; autograd replaces the
-hand-written backward methods. Parameter names equal transformers' BertForPreTraining.
+The twin of numpy_bert/modeling.py: every class here has the same name, the same
+attributes and the same forward as its NumPy twin, and ``diff`` shows only the API
+translation and the backward methods, which autograd replaces here.
+
+    BertForPreTraining
+    ├── bert: BertModel
+    │   ├── embeddings: BertEmbeddings      word + position + token type, LayerNorm, dropout
+    │   ├── encoder: BertEncoder
+    │   │   └── layer.N: BertLayer          post-LN transformer block
+    │   │       ├── attention: BertAttention
+    │   │       │   ├── self: BertSelfAttention     multi-head scaled dot-product attention
+    │   │       │   └── output: BertSelfOutput      dense, dropout, residual, LayerNorm
+    │   │       ├── intermediate: BertIntermediate  dense C -> 4C, GELU
+    │   │       └── output: BertOutput              dense 4C -> C, dropout, residual, LayerNorm
+    │   └── pooler: BertPooler              tanh(dense(h[CLS]))
+    └── cls: BertPreTrainingHeads
+        ├── predictions: BertLMPredictionHead   transform, then decoder tied to word embeddings
+        └── seq_relationship: Linear            next-sentence prediction
 """
 
 from __future__ import annotations
@@ -12,25 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import IGNORE_INDEX, BertConfig
+from numpy_bert.modeling import check_pretraining_labels
 from numpy_bert.outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
 
-from .modeling_utils import BertPreTrainedModel, Dropout, additive_attention_mask, check_labels
-
-
-class GELU(nn.Module):
-    """"gelu": x * Phi(x) with the exact erf; "gelu_new": the tanh approximation."""
-
-    def __init__(self, approximate: str = "gelu"):
-        super().__init__()
-        if approximate not in ("gelu", "gelu_new"):
-            raise ValueError(f"unknown GELU variant {approximate!r}; use 'gelu' or 'gelu_new'")
-        self.approximate = "none" if approximate == "gelu" else "tanh"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(x, approximate=self.approximate)
+from .layers import GELU, Dropout
+from .modeling_utils import BertPreTrainedModel, additive_attention_mask, has_padding
 
 
 class BertEmbeddings(nn.Module):
+    """x = LayerNorm(word[ids] + token_type[types] + position[0..T-1]), then dropout."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         C = config.hidden_size
@@ -41,14 +47,27 @@ class BertEmbeddings(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        T = input_ids.shape[1]
-        position_ids = torch.arange(T, device=input_ids.device)[None, :]
+        B, T = input_ids.shape
+        position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, C)
         x = x + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(x))
 
 
 class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product attention, every token attending to every token.
+
+        q, k, v = split_heads(x Wq + bq), ...                     (B, nh, T, hs)
+        scores = q k^T / sqrt(hs) + mask                          (B, nh, T, T)
+        probs = dropout(softmax(scores))
+        out = merge_heads(probs v)                                (B, T, C)
+
+    ``mask`` is 0 where a key may be attended to and the dtype's most negative number
+    where it is padding (transformers' eager value), so padding gets probability 0.
+    With ``use_sdpa`` (see ``BertPreTrainedModel.use_sdpa``) torch's fused kernel computes
+    the same, without keeping the attention probabilities.
+    """
+
     def __init__(self, config: BertConfig):
         super().__init__()
         C = config.hidden_size
@@ -59,43 +78,49 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(C, C)
         self.value = nn.Linear(C, C)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
-        self.use_sdpa = False  # eager by default; torch_bert.modeling_utils.use_sdpa switches
+        self.use_sdpa = False
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape  # (B, T, C) -> (B, nh, T, hs)
-        return x.view(B, T, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
+        return x.reshape(B, T, self.num_attention_heads, self.attention_head_size).permute(0, 2, 1, 3)
 
     @staticmethod
     def merge_heads(x: torch.Tensor) -> torch.Tensor:
         B, nh, T, hs = x.shape  # (B, nh, T, hs) -> (B, T, C)
-        return x.transpose(1, 2).reshape(B, T, nh * hs)
+        return x.permute(0, 2, 1, 3).reshape(B, T, nh * hs)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         q = self.split_heads(self.query(hidden_states))  # (B, nh, T, hs)
         k = self.split_heads(self.key(hidden_states))
         v = self.split_heads(self.value(hidden_states))
-        if self.use_sdpa:  # fused kernel; same maths, no attention probabilities kept
+        if self.use_sdpa:
             self.dropped_probs = None
             p = self.dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=self.scaling)
             return self.merge_heads(context)
         scores = (q @ k.transpose(-1, -2)) * self.scaling  # (B, nh, T, T)
         if mask is not None:
-            scores = scores + mask
-        probs = torch.softmax(scores, dim=-1)
-        self.dropped_probs = self.dropout(probs)
+            scores = scores + mask  # (B, 1, 1, T) broadcast over heads and queries
+        self.probs = torch.softmax(scores, dim=-1)
+        self.dropped_probs = self.dropout(self.probs)
         return self.merge_heads(self.dropped_probs @ v)  # (B, T, C)
 
 
 class ResidualOutput(nn.Module):
+    """y = LayerNorm(dropout(dense(x)) + input_tensor): the "add & norm" that ends each sub-block.
+
+    transformers has two copies of this (BertSelfOutput, BertOutput) that differ only
+    in the dense layer's input size; here they share it.
+    """
+
     def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
 
 
 class BertSelfOutput(ResidualOutput):
@@ -109,6 +134,8 @@ class BertOutput(ResidualOutput):
 
 
 class BertAttention(nn.Module):
+    """Self-attention, then add & norm: y = LayerNorm(x + dropout(dense(attention(x))))."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
@@ -119,6 +146,8 @@ class BertAttention(nn.Module):
 
 
 class BertIntermediate(nn.Module):
+    """h = GELU(x W1 + b1), widening C to the intermediate size (4C)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -129,6 +158,8 @@ class BertIntermediate(nn.Module):
 
 
 class BertLayer(nn.Module):
+    """One post-LN encoder block: attention + add & norm, then feed-forward + add & norm."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.attention = BertAttention(config)
@@ -146,6 +177,7 @@ class BertEncoder(nn.Module):
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """All hidden states: the input, then each layer's output."""
         states = [hidden_states]
         for layer in self.layer:
             states.append(layer(states[-1], mask))
@@ -153,6 +185,8 @@ class BertEncoder(nn.Module):
 
 
 class BertPooler(nn.Module):
+    """pooled = tanh(dense(h[:, 0])): the [CLS] token's state, for sentence-level heads."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -163,6 +197,8 @@ class BertPooler(nn.Module):
 
 
 class BertModel(BertPreTrainedModel):
+    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
+
     def __init__(self, config: BertConfig, seed: int | None = 0, dtype=torch.float32,
                  add_pooling_layer: bool = True):
         super().__init__(config)
@@ -180,13 +216,9 @@ class BertModel(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> BaseModelOutputWithPooling:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        dtype = self.embeddings.word_embeddings.weight.dtype
-        # A mask of all ones would add zeros to the scores: leave it out, as transformers does, so that
-        # scaled_dot_product_attention may pick its fastest (flash) kernel, which takes no mask.
-        padded = attention_mask is not None and not bool(attention_mask.all())
-        mask = additive_attention_mask(attention_mask, dtype) if padded else None
+        mask = additive_attention_mask(attention_mask, self.dtype) if has_padding(attention_mask) else None
         states = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
-        last = states[-1]
+        last = states[-1]  # (B, T, C)
         return BaseModelOutputWithPooling(
             last_hidden_state=last,
             pooler_output=None if self.pooler is None else self.pooler(last),
@@ -197,6 +229,8 @@ class BertModel(BertPreTrainedModel):
 
 
 class BertPredictionHeadTransform(nn.Module):
+    """h = LayerNorm(GELU(dense(x))), before the vocabulary projection."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -208,13 +242,18 @@ class BertPredictionHeadTransform(nn.Module):
 
 
 class BertLMPredictionHead(nn.Module):
+    """Masked-LM logits: transform(h) @ E^T + bias, with E the word-embedding matrix (V, C).
+
+    ``decoder`` is a Linear whose weight *is* the embedding parameter and whose bias
+    *is* ``self.bias`` (transformers ties them the same way).
+    """
+
     def __init__(self, config: BertConfig, word_embeddings: nn.Parameter):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.transform = BertPredictionHeadTransform(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        self.decoder.weight = word_embeddings  # tied: one tensor, two uses, summed gradients
-        self.decoder.bias = self.bias
+        self.decoder.weight, self.decoder.bias = word_embeddings, self.bias
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.transform(hidden_states))  # (..., V)
@@ -228,6 +267,12 @@ class BertPreTrainingHeads(nn.Module):
 
 
 class BertForPreTraining(BertPreTrainedModel):
+    """BERT with its two pre-training heads: masked-LM and next-sentence prediction.
+
+    loss = CE(MLM logits, labels; ignoring -100) + CE(NSP logits, next_sentence_label),
+    computed when both label arrays are given (as in transformers).
+    """
+
     tied_weights = {
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",
@@ -250,30 +295,35 @@ class BertForPreTraining(BertPreTrainedModel):
         output_hidden_states: bool = False,
         labelled_positions_only: bool = False,
     ) -> BertForPreTrainingOutput:
+        """With ``labelled_positions_only`` (training), MLM logits are computed only where
+        labels != -100, as the original BERT gathers them: prediction_logits is then
+        (N labelled, V) instead of (B, T, V), and the loss is unchanged."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         hidden = encoded.last_hidden_state  # (B, T, C)
         B, T, C = hidden.shape
-        flat_labels = None
-        if labels is not None:
-            check_labels(labels, (B, T), self.config.vocab_size, "labels")
-            flat_labels = labels.reshape(-1)
-        if labelled_positions_only and labels is not None:
-            selected = torch.nonzero(flat_labels != IGNORE_INDEX).squeeze(1)  # (N,)
-            hidden, flat_labels = hidden.reshape(B * T, C)[selected], flat_labels[selected]  # (N, C), (N,)
+        check_pretraining_labels(self.config, labels, next_sentence_label, B, T)
+        selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
+        if selected is not None:
+            hidden = hidden.reshape(B * T, C)[selected]  # (N, C)
         prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
-        mlm_loss = nsp_loss = loss = None
-        if labels is not None:
-            mlm_loss = F.cross_entropy(prediction_logits.reshape(len(flat_labels), -1), flat_labels)
-        if next_sentence_label is not None:
-            check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
-            nsp_loss = F.cross_entropy(nsp_logits, next_sentence_label)
-        if mlm_loss is not None and nsp_loss is not None:
-            loss = mlm_loss + nsp_loss
+        mlm_loss = None if labels is None else F.cross_entropy(prediction_logits.reshape(-1, self.config.vocab_size),
+                                                               mlm_targets(labels, selected))
+        nsp_loss = None if next_sentence_label is None else F.cross_entropy(nsp_logits, next_sentence_label)
+        both = mlm_loss is not None and nsp_loss is not None
         return BertForPreTrainingOutput(
-            loss=loss, prediction_logits=prediction_logits, seq_relationship_logits=nsp_logits,
-            mlm_loss=mlm_loss, nsp_loss=nsp_loss,
-            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
-        )
+            loss=mlm_loss + nsp_loss if both else None, prediction_logits=prediction_logits,
+            seq_relationship_logits=nsp_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
+
+def labelled_rows(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """The flat positions (N,) whose label is not -100, in row-major order: where MLM logits are needed."""
+    return None if labels is None else torch.nonzero(labels.reshape(-1) != IGNORE_INDEX).squeeze(1)
+
+
+def mlm_targets(labels: torch.Tensor, selected: torch.Tensor | None) -> torch.Tensor:
+    """The labels of the rows the MLM head computed: all B*T, or the N selected ones."""
+    flat = labels.reshape(-1)
+    return flat if selected is None else flat[selected]

@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.checkpoint import (
@@ -22,10 +21,12 @@ from numpy_bert.checkpoint import (
     save_tensors,
 )
 from numpy_bert.config import BertConfig
-from numpy_bert.layers import GeneratorMasks, KeyedMasks
-from numpy_bert.modeling_utils import check_inputs, check_labels
+from numpy_bert.layers import KeyedMasks
+from numpy_bert.modeling_utils import check_inputs, check_labels, has_padding
 
-__all__ = ["BertPreTrainedModel", "Dropout", "additive_attention_mask", "check_labels"]
+from .layers import Dropout
+
+__all__ = ["BertPreTrainedModel", "additive_attention_mask", "check_labels", "has_padding"]
 
 
 def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -40,27 +41,6 @@ def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) ->
         dtype = torch.get_autocast_dtype(device_type)
     zero = torch.zeros((), dtype=dtype, device=attention_mask.device)
     return torch.where(attention_mask[:, None, None, :] != 0, zero, torch.finfo(dtype).min)
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout that can instead take its masks from a numpy_bert mask source.
-
-    With ``mask_source`` set (a KeyedMasks), the mask for this module's n-th call is
-    the same array numpy_bert's twin module draws, so the two backends can be compared
-    with dropout on. Otherwise it is plain torch dropout.
-    """
-
-    def __init__(self, p: float):
-        super().__init__(p)
-        self.name = ""
-        self.mask_source: GeneratorMasks | KeyedMasks | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or self.mask_source is None:
-            return F.dropout(x, self.p, self.training)
-        keep = self.mask_source.keep_mask(self.name, tuple(x.shape), self.p)
-        scale = torch.from_numpy(keep).to(device=x.device, dtype=x.dtype) / (1 - self.p)
-        return x * scale
 
 
 class BertPreTrainedModel(nn.Module):
@@ -108,6 +88,11 @@ class BertPreTrainedModel(nn.Module):
         for module in self.modules():
             if hasattr(module, "use_sdpa") and not callable(module.use_sdpa):
                 module.use_sdpa = enabled
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype, set once for the whole tree by ``post_init``."""
+        return next(self.parameters()).dtype
 
     @property
     def device(self) -> torch.device:

@@ -206,6 +206,7 @@ class NumpyFinetuneBackend(NumpyBackend):
         """Gradients of the batch's loss into ``.grad``; with ``distill`` (teacher_logits, temperature,
         alpha) the loss is the distillation loss, back-propagated from its logits gradient."""
         self.model.train()
+        self.model.zero_grad()
         if distill is None:
             out = self.model(**batch)
             self.model.backward()

@@ -227,19 +227,16 @@ class NumpyBackend:
     def forward_backward(self, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
         """Forward and backward over the micro-batches; leaves the mean of their gradients in ``.grad``.
 
-        ``model.backward()`` starts from zero every time, so the gradients of the
-        micro-batches are summed here and then divided by their number.
+        ``model.backward()`` adds into ``.grad``, so the micro-batches' gradients sum;
+        dividing by their number gives the gradient of the mean loss.
         """
         self.model.train()
-        total: dict[str, np.ndarray] | None = None
+        self.model.zero_grad()
         losses = []
         for batch in batches:
             out = self.model(**batch, labelled_positions_only=True)
-            grads = self.model.backward()
-            total = grads if total is None else {name: total[name] + g for name, g in grads.items()}
+            self.model.backward()
             losses.append((float(out.loss), float(out.mlm_loss), float(out.nsp_loss)))
-        for name, param in self.model.named_parameters():
-            param.grad = total[name]
         if len(batches) > 1:
             scale_grads(self.model.parameters(), 1 / len(batches))
         return mean_losses(losses)

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from numpy_bert.checkpoint import WEIGHTS_NAME, check_state_dict, load_tensors
+from numpy_bert.checkpoint import WEIGHTS_NAME, load_tensors
 from numpy_bert.config import BertConfig
+from numpy_bert.nn import check_state_dict
 from numpy_bert.training.pretraining import lr_schedule, mean_losses
 
 from ..modeling import BertForPreTraining
