@@ -88,7 +88,7 @@ NOTEBOOKS["01_text_to_tokens"] = [
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
     from numpy_bert.data.corpus import load_default_corpus
-    from numpy_bert.pipelines.sentence_embeddings import named_model_dir
+    from numpy_bert.checkpoint import named_model_dir
     from numpy_bert.text.tokenization import (
         BasicTokenizer,
         BertTokenizer,
@@ -830,7 +830,7 @@ NOTEBOOKS["03_backward_by_hand"] = [
     print(inspect.getsource(LayerNorm.backward))
     """),
     code(r"""
-    norm = LayerNorm(6, eps=1e-12, dtype=np.float64)
+    norm = LayerNorm(6, eps=1e-12).to(np.float64)
     norm.weight.data[...] = rng.standard_normal(6)  # a non-trivial gamma and beta
     norm.bias.data[...] = rng.standard_normal(6)
     x = rng.standard_normal((4, 6)) * 3 + 1
@@ -919,7 +919,7 @@ NOTEBOOKS["03_backward_by_hand"] = [
     small = BertConfig(vocab_size=31, hidden_size=12, num_hidden_layers=2, num_attention_heads=3, intermediate_size=20,
                        max_position_embeddings=16, type_vocab_size=3, hidden_dropout_prob=0.0,
                        attention_probs_dropout_prob=0.0)
-    attention = BertSelfAttention(small, np.float64)
+    attention = BertSelfAttention(small).to(np.float64)
     for _, p in attention.named_parameters():
         p.data[...] = rng.standard_normal(p.shape) * 0.5  # large enough that softmax is far from uniform
     x = rng.standard_normal((2, 5, 12))
@@ -974,8 +974,9 @@ NOTEBOOKS["03_backward_by_hand"] = [
     Now everything at once: a tiny `BertForPreTraining` (2 layers, hidden size 12, 3 heads,
     vocabulary 31) in float64, with padding, two token types, ignored MLM labels, and the
     tied decoder (the word-embedding matrix used again as the MLM output layer, so its
-    gradient is the sum of both uses). `model.backward()` returns every gradient at once;
-    a few random entries of each tensor are compared with finite differences. Here the
+    gradient is the sum of both uses). As in PyTorch, `model.backward()` (the loss's
+    backward pass) *adds* every parameter's gradient into `.grad`, `model.zero_grad()` clears
+    them, and `model.gradients()` returns them by name; a few random entries of each tensor are compared with finite differences. Here the
     fourth-order formula
     $\big(-L(\theta{+}2h) + 8L(\theta{+}h) - 8L(\theta{-}h) + L(\theta{-}2h)\big)/12h$ with
     $h = 10^{-4}$ is used, as in `tests/test_gradcheck.py`: its truncation error is
@@ -1016,7 +1017,9 @@ NOTEBOOKS["03_backward_by_hand"] = [
 
 
     print(f"loss = {model_loss():.6f}")
-    grads = model.backward()
+    model.zero_grad()
+    model.backward()
+    grads = model.gradients()
     scale = max(np.abs(g).max() for g in grads.values())
     errors = {}
     for name, p in model.named_parameters():
@@ -1078,8 +1081,10 @@ NOTEBOOKS["03_backward_by_hand"] = [
         def encoder_loss(ids=ids):
             return float((encoder(ids, attention_mask=batch["attention_mask"]).last_hidden_state * R).sum())
 
+        encoder.zero_grad()
         encoder(ids, attention_mask=batch["attention_mask"])
-        analytic = encoder.backward(R)["embeddings.word_embeddings.weight"][0]
+        encoder.backward(R)  # the gradient of sum(R * last_hidden_state), added into .grad
+        analytic = table.grad[0]
         numeric = numeric_entries(encoder_loss, table.data, [(0, c) for c in range(4)])
         print(f"[PAD] {where:<24} backward: {analytic[:4]}   finite differences: {numeric}")
 
@@ -1138,9 +1143,10 @@ NOTEBOOKS["04_pretraining_objectives"] = [
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
     from numpy_bert.data.corpus import load_default_corpus
-    from numpy_bert.data.masking import IGNORE_INDEX, MaskingCollator
+    from numpy_bert.config import IGNORE_INDEX
+    from numpy_bert.data.masking import MaskingCollator
     from numpy_bert.data.pretraining_data import ExampleBuilder
-    from numpy_bert.pipelines.sentence_embeddings import named_model_dir
+    from numpy_bert.checkpoint import named_model_dir
     from numpy_bert.text.tokenization import BertTokenizer
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
@@ -2096,7 +2102,8 @@ NOTEBOOKS["08_pretrained_model_in_numpy"] = [
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 
     from numpy_bert.data.corpus import load_default_corpus
-    from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder, mean_pool, named_model_dir
+    from numpy_bert.checkpoint import named_model_dir
+    from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder, mean_pool
 
     plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
     FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: search fewer sentences
@@ -2470,7 +2477,7 @@ NOTEBOOKS["09_speed"] = [
        time `a @ b` for two float32 1024 × 1024 matrices and use $2n^3$ FLOPs.
     4. Profile the readable NumPy step (`python -m benchmarks --profile`, needs
        `pyinstrument`). Which layers take the time, and which of them does
-       `numpy_bert/fast.py` fuse?
+       `numpy_bert/fast/` fuse?
     5. The training FLOPs count only the 15 % labelled positions in the MLM decoder.
        How much more would transformers' full projection cost for BERT-tiny at
        32 × 128 (`step_flops(..., all_positions_in_training=True)`)?

@@ -128,3 +128,36 @@ def test_encoder_only_checkpoint_into_pretraining_model(tmp_path, config):
         loaded = {name: getattr(p, "data", p) for name, p in model.named_parameters()}
         expected = {"bert." + name: p for name, p in encoder.named_parameters()}
         assert_close({n: loaded[n] for n in expected}, expected, 0.0, f"{backend.__name__} encoder")
+
+
+
+def test_all_ones_attention_mask_is_left_out_everywhere(tmp_path, config, monkeypatch):
+    """A mask of all ones is no mask: numpy_bert and torch_bert build no additive mask for it (as
+    transformers does, so that fused attention may take its mask-free kernel), build one as soon as a
+    key is padding, and agree with transformers either way."""
+    import numpy_bert.modeling
+    import torch_bert.modeling
+
+    built = []
+    for module in (numpy_bert.modeling, torch_bert.modeling):
+        original = module.additive_attention_mask
+        monkeypatch.setattr(module, "additive_attention_mask",
+                            lambda mask, dtype, original=original, name=module.__name__: built.append(name)
+                            or original(mask, dtype))
+    model = numpy_bert.BertModel(config, seed=4, dtype=np.float64).eval()
+    model.save_pretrained(tmp_path)
+    twin = torch_bert.BertModel.from_pretrained(tmp_path, dtype=torch.float64).eval()
+    hf_model = load_reference(tmp_path, np.float64, transformers.BertModel)
+    ids = np.random.default_rng(2).integers(0, config.vocab_size, (3, 7))
+    padded = np.ones_like(ids)
+    padded[1, 5:] = 0
+    for mask, expected in ((np.ones_like(ids), []), (padded, ["numpy_bert.modeling", "torch_bert.modeling"])):
+        built.clear()
+        with torch.no_grad():
+            outputs = {"numpy_bert": model(ids, attention_mask=mask).last_hidden_state,
+                       "torch_bert": twin(torch.from_numpy(ids), torch.from_numpy(mask)).last_hidden_state.numpy()}
+            reference_output = hf_model(torch.from_numpy(ids), torch.from_numpy(mask)).last_hidden_state.numpy()
+        assert built == expected, f"additive masks built for {mask.tolist()}: {built}"
+        for name, output in outputs.items():
+            assert_close({"last_hidden_state": output}, {"last_hidden_state": reference_output}, 1e-10,
+                         f"{name} vs transformers")

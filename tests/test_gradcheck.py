@@ -325,3 +325,21 @@ def test_whole_model_random_shapes_and_masks(batch, length, heads, seed):
         next_sentence_label=rng.integers(0, 2, batch),
     )
     check_loss_gradients(model, batch_inputs, seed, count=6)
+
+
+def test_backward_adds_until_zero_grad(rng):
+    """One meaning for backward: it adds into .grad (as loss.backward() does), so two calls give twice the
+    gradient, and zero_grad() starts afresh; the model's own backward() returns nothing."""
+    model = init_random(BertForPreTraining(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
+    batch = dict(input_ids=np.array([[2, 5, 7, 9]]), labels=np.array([[-100, 6, -100, 3]]),
+                 next_sentence_label=np.array([1]))
+    model.zero_grad()
+    model(**batch)
+    assert model.backward() is None
+    once = model.gradients()
+    model.backward()
+    twice = model.gradients()
+    for name, grad in once.items():
+        np.testing.assert_allclose(twice[name], 2 * grad, rtol=1e-12, atol=0, err_msg=name)
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())

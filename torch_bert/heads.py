@@ -61,7 +61,11 @@ class _HeadModel(BertPreTrainedModel):
 
 
 class BertForSequenceClassification(_HeadModel):
-    """logits = classifier(dropout(pooled)); CE loss, or MSE when num_labels == 1."""
+    """logits = classifier(dropout(pooled)), pooled = tanh(dense(h[CLS])).
+
+    num_labels >= 2: classification, loss = CE(logits, labels) with labels (B,) ints.
+    num_labels == 1: regression, loss = mean((logits[:, 0] - labels)^2), labels (B,) floats.
+    """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32, num_labels: int | None = None,
                  id2label: dict | None = None):
@@ -90,7 +94,11 @@ class BertForSequenceClassification(_HeadModel):
 
 
 class BertForTokenClassification(_HeadModel):
-    """logits[b, t] = classifier(dropout(h[b, t])); CE over tokens whose label is not -100."""
+    """logits[b, t] = classifier(dropout(h[b, t])); loss = CE over tokens whose label is not -100.
+
+    Labels (B, T): one class per token, -100 for [CLS], [SEP], padding and the later
+    WordPiece pieces of a word (only a word's first piece is labelled).
+    """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32, num_labels: int | None = None,
                  id2label: dict | None = None):
@@ -114,7 +122,11 @@ class BertForTokenClassification(_HeadModel):
 
 
 class BertForQuestionAnswering(_HeadModel):
-    """start_logits, end_logits from qa_outputs = Linear(C, 2); loss from :func:`span_loss`."""
+    """start_logits, end_logits = qa_outputs(h)[..., 0], qa_outputs(h)[..., 1]; loss from :func:`span_loss`.
+
+    ``qa_outputs`` is Linear(C, num_labels) with num_labels = 2, as in transformers (a config
+    with another num_labels is set to 2, so that transformers builds the same layer).
+    """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32):
         config = with_labels(config, num_labels=2)
