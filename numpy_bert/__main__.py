@@ -1,4 +1,4 @@
-"""``python -m numpy_bert train|eval|fill-mask ...``: the command line of numpy_bert/cli.py, in NumPy."""
+"""``python -m numpy_bert train|eval|fill-mask ...``: the command line of numpy_bert/cli/, in NumPy."""
 
 import os
 

@@ -181,7 +181,6 @@ class _HeadModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig, add_pooling_layer: bool):
         super().__init__(config)
         self.bert = BertModel(config, seed=None, add_pooling_layer=add_pooling_layer)
-        self.loss_grads: tuple | None = None
 
     def encode(self, input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states):
         encoded = self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
@@ -189,11 +188,6 @@ class _HeadModel(BertPreTrainedModel):
         self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
         self.loss_grads = None
         return encoded
-
-    def stored_loss_grads(self) -> tuple:
-        if self.loss_grads is None:
-            raise ValueError("backward() needs a forward call with labels (a loss)")
-        return self.loss_grads
 
 
 class BertForSequenceClassification(_HeadModel):

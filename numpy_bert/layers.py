@@ -247,14 +247,21 @@ class Dropout(Module):
         self.name = ""  # the module's dotted name, set by the model: masks are keyed by it
         self.mask_source: GeneratorMasks | KeyedMasks | None = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def keep_mask(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """This call's keep mask (None when dropout is off: in evaluation, or p = 0). The fast path
+        draws its masks here too, so both models see the same ones."""
         if not self.training or self.p == 0:
-            self.scale = None
-            return x
+            return None
         if self.mask_source is None:
             raise ValueError(f"dropout layer {self.name!r} has no mask source: a model sets one when it is "
                              "built; a layer used on its own needs layer.mask_source = GeneratorMasks(seed)")
-        keep = self.mask_source.keep_mask(self.name, x.shape, self.p)
+        return self.mask_source.keep_mask(self.name, shape, self.p)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        keep = self.keep_mask(x.shape)
+        if keep is None:
+            self.scale = None
+            return x
         self.scale = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
         return x * self.scale
 

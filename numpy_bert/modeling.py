@@ -355,6 +355,7 @@ class BertForPreTraining(BertPreTrainedModel):
         "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
         "cls.predictions.decoder.bias": "cls.predictions.bias",
     }
+    loss_arguments = "labels and next_sentence_label"
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
         super().__init__(config)
@@ -394,9 +395,7 @@ class BertForPreTraining(BertPreTrainedModel):
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
-        if self.loss_grads is None:
-            raise ValueError("backward() needs a forward call with labels and next_sentence_label (a loss)")
-        d_logits, d_nsp = self.loss_grads  # (B, T, V) or (N, V), and (B, 2)
+        d_logits, d_nsp = self.stored_loss_grads()  # (B, T, V) or (N, V), and (B, 2)
         d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
         d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
         d_pooled = self.cls.seq_relationship.backward(d_nsp)  # (B, C)

@@ -88,6 +88,8 @@ class BertPreTrainedModel(Module):
     """Base of every model class: owns config and dtype, initialises weights, loads and saves."""
 
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
+    loss_arguments = "labels"  # what forward needs to compute a loss, named when backward() has none
+    loss_grads: tuple | None = None  # the last forward's loss gradients, where backward() starts
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -140,6 +142,12 @@ class BertPreTrainedModel(Module):
         for _, module in self.named_modules():
             if isinstance(module, Dropout):
                 module.mask_source = source
+
+    def stored_loss_grads(self) -> tuple:
+        """The loss gradients the last forward kept for backward(); a ValueError if it computed no loss."""
+        if self.loss_grads is None:
+            raise ValueError(f"backward() needs a forward call with {self.loss_arguments} (a loss)")
+        return self.loss_grads
 
     def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
         input_ids = np.asarray(input_ids)

@@ -22,6 +22,7 @@ import numpy_bert
 from numpy_bert.cli.main import main as cli_main
 from numpy_bert.pipelines.fill_mask import fill_mask
 from numpy_bert.text.tokenization import BertTokenizer
+from numpy_bert.training.arguments import BackendOptions
 from numpy_bert.training.plots import plot_runs
 from numpy_bert.training.pretraining import NumpyBackend, load_corpus_splits, train_tokenizer
 from numpy_bert.training.run_folder import RunFolder
@@ -72,7 +73,7 @@ def show_fill_mask(out: Path) -> None:
         print(f"  {sentence}")
         for name, backend in BACKENDS.items():
             folder = out / name
-            loaded = backend.from_pretrained(folder, argparse.Namespace(device="cpu", precision="fp32", fast=False))
+            loaded = backend.from_pretrained(folder, BackendOptions(device="cpu"))
             tokenizer = BertTokenizer.from_pretrained(folder)
             (predictions,) = fill_mask(loaded.predict, tokenizer, sentence, 3, max_length=128)
             print(f"    {name:<11} " + "  ".join(f"{token} ({p:.3f})" for token, p in predictions))

@@ -35,8 +35,12 @@ from .compare import assert_close
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
 
+# hidden_size >= 4: with 2 channels (or 1) LayerNorm's output is +-1 (or its bias) whatever its input, so
+# every gradient below it is 0 in exact arithmetic and the two sides compare amplified rounding noise.
+# Hypothesis found it (fast path, hidden 2, 3 layers, eps 1e-12: 3e-7 apart, the same bits before the
+# fast path was split). Tiny shapes stay covered by the finite-difference checks in tests/.
 @st.composite
-def configs(draw, min_hidden=1, init_ranges=(0.02, 0.2, 0.5)):
+def configs(draw, min_hidden=4, init_ranges=(0.02, 0.2, 0.5)):
     heads = draw(st.sampled_from([1, 2, 4]))
     return numpy_bert.BertConfig(
         vocab_size=draw(st.integers(5, 120)),

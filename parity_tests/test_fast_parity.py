@@ -2,8 +2,9 @@
 
 The fast model is the readable one with a fused forward and backward; here both run the
 same batch and every output and every parameter's gradient is compared by name
-(relative error <= 1e-10 in float64, <= 1e-4 in float32), as parity_tests/test_backends.py
-does for torch_bert.
+(relative error <= 1e-10 in float64; in float32 <= 1e-4 against the float64 result for the
+same weights), as parity_tests/test_backends.py does for torch_bert. Both models follow
+numpy_bert/nn.py's meaning of backward: gradients add up in .grad until zero_grad().
 """
 
 from __future__ import annotations
@@ -59,12 +60,25 @@ def test_float64_parity(config, batch, length, seed, dropout, fully_padded_row, 
     compare_step(config, inputs, np.float64, dropout_seed=seed if dropout else None)
 
 
+# In float32 each model carries its own rounding error, and the two can sit on opposite sides
+# of the exact value: so, as in test_backends.py, the fast float32 model is held to the
+# tolerance against the float64 result for the same weights, and weights of std 0.5 (an
+# ill-conditioned problem, covered in float64) are not drawn. Hypothesis found such a case:
+# std 0.5, eps 1e-12, C = 16, dropout 0.5 put both float32 models about 1e-4 from float64, on
+# opposite sides (2.5e-4 apart).
 @settings(max_examples=15, deadline=None)
-@given(config=configs(min_hidden=8), batch=st.integers(1, 4), length=st.integers(1, 64),
+@given(config=configs(min_hidden=8, init_ranges=(0.02, 0.2)), batch=st.integers(1, 4), length=st.integers(1, 64),
        seed=st.integers(0, 2**32 - 1), gathered=st.booleans())
 def test_float32_parity(config, batch, length, seed, gathered):
     inputs = {**random_batch(config, batch, length, np.random.default_rng(seed)), "labelled_positions_only": gathered}
-    compare_step(config, inputs, np.float32, dropout_seed=seed)
+    fast = FastBertForPreTraining(config, seed=1, dtype=np.float32)
+    exact = numpy_bert.BertForPreTraining(config, seed=1, dtype=np.float64)
+    exact.load_state_dict({k: v.astype(np.float64) for k, v in fast.state_dict().items()})
+    for model in (fast, exact):
+        model.set_dropout_masks(KeyedMasks(seed))
+    truth = outputs_and_gradients(*run_numpy(exact, inputs))
+    assert_close(outputs_and_gradients(*run_numpy(fast, inputs)), truth, TOLERANCE[np.float32],
+                 "fast float32 vs readable float64")
 
 
 def test_default_dropout_masks_are_the_readable_ones():
@@ -115,6 +129,35 @@ def test_training_steps_follow_the_same_trajectory():
             optimizer.step()
             optimizer.zero_grad()
     assert_close(fast.state_dict(), readable.state_dict(), 1e-10, "weights after 5 steps")
+
+
+def test_gradients_add_up_until_zero_grad():
+    """backward() adds into .grad (numpy_bert/nn.py): two backward passes of one forward give twice the
+    gradient, in both models; and after zero_grad() one pass gives it once again. (Up to rounding: the
+    readable model adds the tied word embedding's two uses one by one, so two passes sum in another order.)"""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    batch = {**random_batch(config, 3, 20, np.random.default_rng(6)), "labelled_positions_only": True}
+    for model in twin_numpy_models(config, np.float64):
+        model.set_dropout_masks(KeyedMasks(2))
+        _, once = run_numpy(model, batch)
+        assert model.backward() is None
+        twice = model.gradients()
+        assert_close(twice, {name: 2 * g for name, g in once.items()}, 1e-15, f"{type(model).__name__}: two passes")
+        model.zero_grad()
+        model.backward()
+        assert_close(model.gradients(), once, 0.0, f"{type(model).__name__}: after zero_grad")
+
+
+def test_an_all_ones_attention_mask_is_no_mask():
+    """has_padding: a mask of all ones is dropped, as in the readable model, so the same bits come out."""
+    config = numpy_bert.BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32)
+    batch = random_batch(config, 2, 16, np.random.default_rng(1))
+    results = []
+    for attention_mask in (np.ones_like(batch["attention_mask"]), None):
+        fast = FastBertForPreTraining(config, seed=2, dtype=np.float32)
+        fast.set_dropout_masks(KeyedMasks(4))
+        results.append(outputs_and_gradients(*run_numpy(fast, {**batch, "attention_mask": attention_mask})))
+    assert_close(results[0], results[1], 0.0, "all-ones mask vs no mask")
 
 
 def test_checkpoints_load_and_save_the_same_way():

@@ -10,13 +10,12 @@ relative error): to 1e-10 in float64 (measured: 1.5e-15 for the AdamW moments), 
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
 from numpy_bert.data.corpus import load_corpus
+from numpy_bert.training.arguments import TrainingArguments
 from numpy_bert.training.pretraining import NumpyBackend, model_config, train_tokenizer, training_stream
 from parity_tests.compare import assert_close
 from tests.test_training import write_micro_config, write_tiny_corpus
@@ -29,12 +28,11 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def trajectory_args(config: str, dtype: str) -> argparse.Namespace:
-    return argparse.Namespace(
-        config=config, init_from=None, dropout=0.0, dtype=dtype, seed=0, seq_len=32, batch_size=4,
-        masking="dynamic", task="nsp",
-        steps=STEPS, lr=1e-3, warmup=0.25, weight_decay=0.01, layerwise_lr_decay=0.9, clip=2.0, grad_accum=2,
-        device="cpu", precision="fp32", fast=False,  # the readable numpy_bert model
+def trajectory_args(folder, dtype: str) -> TrainingArguments:
+    return TrainingArguments(
+        out=str(folder / "run"), config=write_micro_config(folder), dropout=0.0, dtype=dtype, seq_len=32,
+        batch_size=4, steps=STEPS, lr=1e-3, warmup=0.25, layerwise_lr_decay=0.9, clip=2.0, grad_accum=2,
+        device="cpu",  # and fast=False: the readable numpy_bert model
     )
 
 
@@ -45,7 +43,7 @@ def relative_error(actual: list[float], expected: list[float]) -> float:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_twenty_steps_agree(tmp_path, dtype):
-    args = trajectory_args(write_micro_config(tmp_path), dtype)
+    args = trajectory_args(tmp_path, dtype)
     corpus = load_corpus(write_tiny_corpus(tmp_path / "corpus.txt"))
     tokenizer = train_tokenizer(corpus, vocab_size=200)
     config = model_config(args, len(tokenizer))

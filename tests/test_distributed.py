@@ -1,4 +1,4 @@
-"""Data-parallel training under torchrun (torch_bert/distributed.py): two CPU processes over gloo.
+"""Data-parallel training under torchrun (torch_bert/training/distributed.py): two CPU processes over gloo.
 
 Covered: two processes compute what one process computes on the same global batches -
 the weights after one step and after a few steps with gradient accumulation (float64,

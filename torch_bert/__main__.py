@@ -1,8 +1,8 @@
 """``python -m torch_bert train|eval|fill-mask ...``: numpy_bert's command line, computed by PyTorch.
 
 Same options as ``python -m numpy_bert``, plus ``--device cpu|cuda`` and
-``--precision fp32|bf16|fp16``; see numpy_bert/cli.py. Under torchrun (several
-processes), ``train`` uses DistributedDataParallel; see torch_bert/distributed.py.
+``--precision fp32|bf16|fp16``; see numpy_bert/cli/. Under torchrun (several
+processes), ``train`` uses DistributedDataParallel; see torch_bert/training/distributed.py.
 """
 
 from numpy_bert.cli.main import main

@@ -1,57 +1,77 @@
-"""Argument types and option groups shared by every command line (train, finetune, ...).
+"""Argument types and option groups shared by every command line (train, finetune, ...), and the
+step from what argparse parsed to the typed options of numpy_bert/training/arguments.py.
 
-A bad value is reported by argparse, with the option's name. This module imports
-nothing else from the package, so any command's module can use it.
+A bad value is reported by argparse, with the option's name. The types apply the rules
+of the typed options, so that both refuse the same values in the same words.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
+from typing import Any
+
+from ..training.arguments import (
+    DECAY_FACTOR,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    BackendOptions,
+    Options,
+    Rule,
+)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+def _checked(value, rule: Rule, text: str):
+    if not rule.accepts(value):
+        raise argparse.ArgumentTypeError(f"{rule.requirement}, got {text}")
     return value
+
+
+# argparse names a type in its messages ("invalid positive_int value: 'x'"): one function each.
+def positive_int(text: str) -> int:
+    return _checked(int(text), POSITIVE_INT, text)
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _checked(float(text), NON_NEGATIVE, text)
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _checked(float(text), POSITIVE, text)
 
 
 def probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return _checked(float(text), PROBABILITY, text)
 
 
 def decay_factor(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
+    return _checked(float(text), DECAY_FACTOR, text)
 
 
-def add_optimizer_arguments(group, lr: float) -> None:
+def add_optimizer_arguments(group) -> None:
     """AdamW's learning rate, warm-up, weight decay, layer-wise decay and clipping (numpy_bert/optim.py)."""
-    group.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
-    group.add_argument("--warmup", type=non_negative_float, default=0.1,
+    group.add_argument("--lr", type=positive_float, help="peak learning rate")
+    group.add_argument("--warmup", type=non_negative_float,
                        help="warm-up: a fraction of the steps if below 1, else a number of steps")
-    group.add_argument("--weight-decay", type=non_negative_float, default=0.01,
+    group.add_argument("--weight-decay", type=non_negative_float,
                        help="AdamW's decoupled weight decay (never on biases and LayerNorm)")
-    group.add_argument("--layerwise-lr-decay", type=decay_factor, default=None,
+    group.add_argument("--layerwise-lr-decay", type=decay_factor,
                        help="multiply the lr by this per layer from the top down (default: off)")
-    group.add_argument("--clip", type=non_negative_float, default=1.0,
+    group.add_argument("--clip", type=non_negative_float,
                        help="clip the global gradient norm to this (0: no clipping)")
+
+
+def option_defaults(options_class: type[BackendOptions]) -> dict[str, Any]:
+    """The typed options' defaults, for ``parser.set_defaults``: the command line has no others.
+
+    Set before the options are added, so that each one is declared with its default
+    (as the help shows it).
+    """
+    return {f.name: f.default for f in fields(options_class) if f.default is not MISSING}
+
+
+def typed_options(options_class: type[Options], parsed: argparse.Namespace) -> Options:
+    """The typed options from a parsed command line (ValueError: a value that they refuse)."""
+    return options_class(**{f.name: getattr(parsed, f.name) for f in fields(options_class)})

@@ -5,15 +5,17 @@
     python -m numpy_bert eval runs/np-tiny
     python -m numpy_bert fill-mask runs/np-tiny "A list is a mutable [MASK]." --top-k 5
     python -m numpy_bert compare runs/np-tiny runs/pt-tiny --out runs/compare.png
-    python -m numpy_bert finetune ... / demo-data ...   (numpy_bert/finetune.py)
+    python -m numpy_bert finetune ... / demo-data ...   (numpy_bert/cli/finetune.py)
     python -m numpy_bert embed minilm "text" ... / similarity minilm "query" "text" ...
-                                                        (numpy_bert/sentence_embeddings.py)
+                                                        (numpy_bert/cli/embeddings.py)
 
-The parser is built here once; a backend (``NumpyBackend`` or torch_bert's
-``TorchBackend``) adds its own options (numpy: ``--fast``; torch: ``--device``,
-``--precision``) and does the computing. ``eval`` and ``fill-mask`` read any folder with config.json,
-model.safetensors and vocab.txt: a run of either backend, one of its checkpoints,
-or a BertForPreTraining saved by transformers.
+The parser is built here once, with the options of the backend that does the computing
+(``NumpyBackend`` or torch_bert's ``TorchBackend``; numpy: ``--fast``; torch: ``--device``,
+``--precision``; see numpy_bert/cli/backends.py). A command that computes with a model gets
+its options as a typed object (numpy_bert/training/arguments.py), which the backend
+completes for this machine (``resolve_options``: torch's default device). ``eval`` and
+``fill-mask`` read any folder with config.json, model.safetensors and vocab.txt: a run of
+either backend, one of its checkpoints, or a BertForPreTraining saved by transformers.
 """
 
 from __future__ import annotations
@@ -25,37 +27,31 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import CONFIG_NAME, PRESETS
+from ..config import PRESETS
 from ..pipelines.fill_mask import fill_mask, format_fill_mask
-from ..pipelines.sentence_embeddings import EMBEDDING_COMMANDS, add_embedding_commands, run_embedding_command
 from ..text.tokenization import BertTokenizer
-from ..training.evaluation import evaluate, format_metrics
-from ..training.finetuning import (
-    FINETUNE_COMMANDS,
-    add_finetune_commands,
-    check_finetune_arguments,
-    run_finetune_command,
-)
-from ..training.plots import plot_runs
-from ..training.pretraining import (
+from ..training.arguments import (
+    DTYPES,
     MASKING_STRATEGIES,
-    NumpyBackend,
-    Trainer,
-    TrainingDiverged,
-    load_corpus_splits,
-    resolve_run_arguments,
-    validation_batches,
+    BackendOptions,
+    FinetuningArguments,
+    TrainingArguments,
 )
+from ..training.evaluation import evaluate, format_metrics
+from ..training.plots import plot_runs
+from ..training.pretraining import NumpyBackend, Trainer, TrainingDiverged, load_corpus_splits, validation_batches
 from ..training.run_folder import RunFolder
-from .arguments import (
-    add_optimizer_arguments,
-    positive_int,
-    probability,
-)
+from .arguments import add_optimizer_arguments, option_defaults, positive_int, probability, typed_options
+from .backends import add_backend_options
+from .embeddings import add_embedding_commands, embedding_command
+from .finetune import add_finetune_commands, demo_data_command, finetune_command
 
 # ---- the parser -------------------------------------------------------------------------
 
 MODEL_FREE_COMMANDS = ("demo-data", "compare")  # they compute nothing with a model: no backend options
+# The class of the typed options of each command that computes with a model.
+OPTIONS_CLASS = {"train": TrainingArguments, "finetune": FinetuningArguments, "eval": BackendOptions,
+                 "fill-mask": BackendOptions}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -69,39 +65,40 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``train`` options; the defaults give a tiny BERT on the embedded corpus in minutes."""
+    """The ``train`` options, with the defaults of :class:`TrainingArguments`."""
+    parser.set_defaults(**option_defaults(TrainingArguments))
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="run folder (created; see numpy_bert/run_folder.py)")
+    run.add_argument("--out", required=True, help="run folder (created; see numpy_bert/training/run_folder.py)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its latest checkpoint, with its saved arguments")
-    run.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order, masks and dropout")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--seed", type=int, help="seeds the weights, the data order, masks and dropout")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction,
                      help="show a progress bar on stderr (default: on)")
-    run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--plots", action=argparse.BooleanOptionalAction,
                      help="redraw plots/*.png at every evaluation; matplotlib takes a second or two (default: on)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--config", default="tiny",
+    model.add_argument("--config",
                        help=f"a preset ({', '.join(PRESETS)}) or a folder holding a config.json")
-    model.add_argument("--init-from", default=None, metavar="MODEL",
+    model.add_argument("--init-from", metavar="MODEL",
                        help="continue pre-training a pretrained BERT (a checkpoint folder, or 'minilm'): its "
                             "config, vocabulary and weights; missing MLM/NSP heads are initialised, the decoder "
                             "tied to its word embeddings (domain adaptation). --config and --vocab-size are unused")
-    model.add_argument("--dropout", type=probability, default=None,
+    model.add_argument("--dropout", type=probability,
                        help="overrides both dropout rates of the config (default: the config's, 0.1)")
-    model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+    model.add_argument("--dtype", choices=DTYPES,
                        help="parameter dtype (float64: for exactness checks, slower)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--corpus", default=None,
+    data.add_argument("--corpus",
                       help="a UTF-8 text file (blank lines between documents) or a folder of .txt files "
                            "(default: the embedded corpus of Python's documentation)")
-    data.add_argument("--vocab-size", type=positive_int, default=8192,
+    data.add_argument("--vocab-size", type=positive_int,
                       help="size of the WordPiece vocabulary trained on the corpus (saved in the run folder)")
-    data.add_argument("--seq-len", type=positive_int, default=128, help="maximum tokens per sentence pair")
-    data.add_argument("--batch-size", type=positive_int, default=32,
+    data.add_argument("--seq-len", type=positive_int, help="maximum tokens per sentence pair")
+    data.add_argument("--batch-size", type=positive_int,
                       help="sentence pairs per micro-batch (under torchrun: over all processes together)")
-    data.add_argument("--masking", choices=tuple(MASKING_STRATEGIES), default="dynamic",
+    data.add_argument("--masking", choices=tuple(MASKING_STRATEGIES),
                       help="dynamic: fresh token masks every time (RoBERTa); static: the same mask for a pair "
                            "every epoch (BERT); whole-word; span (SpanBERT)")
     task = data.add_mutually_exclusive_group()
@@ -109,20 +106,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="next-sentence prediction (BERT; the default)")
     task.add_argument("--sop", dest="task", action="store_const", const="sop",
                       help="sentence-order prediction (ALBERT)")
-    parser.set_defaults(task="nsp")
 
     optim = parser.add_argument_group("optimization")
-    optim.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps")
-    add_optimizer_arguments(optim, lr=1e-3)
-    optim.add_argument("--grad-accum", type=positive_int, default=1,
+    optim.add_argument("--steps", type=positive_int, help="optimizer steps")
+    add_optimizer_arguments(optim)
+    optim.add_argument("--grad-accum", type=positive_int,
                        help="micro-batches per optimizer step (batch = batch-size x grad-accum)")
 
     schedule = parser.add_argument_group("logging, evaluation, checkpoints")
-    schedule.add_argument("--log-every", type=positive_int, default=10, help="steps per metrics.jsonl row")
-    schedule.add_argument("--eval-every", type=positive_int, default=200, help="steps between evaluations")
-    schedule.add_argument("--eval-batches", type=positive_int, default=20,
+    schedule.add_argument("--log-every", type=positive_int, help="steps per metrics.jsonl row")
+    schedule.add_argument("--eval-every", type=positive_int, help="steps between evaluations")
+    schedule.add_argument("--eval-batches", type=positive_int,
                           help="validation batches per evaluation (fixed and seeded)")
-    schedule.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
+    schedule.add_argument("--checkpoint-every", type=positive_int, help="steps between checkpoints")
 
 
 def add_evaluation_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,21 +168,10 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     sub.update(add_finetune_commands(commands, formatter))
     for command, subparser in sub.items():
         if command not in MODEL_FREE_COMMANDS:
-            backend.add_arguments(subparser, command)
+            add_backend_options(subparser, backend.name, command)
     if backend.name == "numpy_bert":  # sentence embeddings: pure NumPy, so only under numpy_bert
         sub.update(add_embedding_commands(commands, formatter))
     return parser, sub
-
-
-def check_train_arguments(args: argparse.Namespace) -> str | None:
-    """Problems argparse's types cannot see, as a message (None: all is well)."""
-    if args.warmup >= 1 and args.warmup != int(args.warmup):
-        return f"--warmup {args.warmup}: a value of 1 or more is a number of steps and must be whole"
-    if args.seq_len < 8:
-        return f"--seq-len {args.seq_len} is too short for [CLS] A [SEP] B [SEP]; use at least 8"
-    if args.config not in PRESETS and not (Path(args.config) / CONFIG_NAME).is_file():
-        return f"--config {args.config!r} is neither a preset ({', '.join(PRESETS)}) nor a folder with a config.json"
-    return None
 
 
 def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
@@ -198,18 +183,16 @@ def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> se
     unset = object()
     prefilled = argparse.Namespace(**{action.dest: unset for action in parser._actions})
     parsed = parser.parse_args(argv, prefilled)
-    return {name for name, value in vars(parsed).items() if value is not unset}
+    return {action.dest for action in parser._actions if getattr(parsed, action.dest) is not unset}
 
 
 # ---- the commands -----------------------------------------------------------------------
 
 
-def train_command(args: argparse.Namespace, explicit: set[str], backend) -> int:
-    args = resolve_run_arguments(args, explicit)
-    problem = backend.check_arguments(args)  # again: a resumed run's saved options meet today's --device
-    if problem:
-        raise ValueError(problem)
-    Trainer(args, backend).train()
+def train_command(options: TrainingArguments, resume: bool, explicit: set[str], backend) -> int:
+    options = options.for_run_folder(resume, explicit)
+    options = backend.resolve_options(options, "train")  # again: a resumed run's saved options meet this machine
+    Trainer(options, backend, resume=resume).train()
     return 0
 
 
@@ -221,12 +204,12 @@ def _run_arguments(folder: Path) -> dict:
     return {}
 
 
-def eval_command(args: argparse.Namespace, backend) -> int:
+def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> int:
     """Held-out metrics of a model folder, on the validation split of the run's corpus."""
     folder = Path(args.run)
     saved = _run_arguments(folder)
     tokenizer = BertTokenizer.from_pretrained(folder)
-    loaded = backend.from_pretrained(folder, args)
+    loaded = backend.from_pretrained(folder, options)
     corpus = args.corpus or saved.get("corpus")
     _, validation = load_corpus_splits(corpus)
     batches = validation_batches(validation, tokenizer, args.seq_len or saved.get("seq_len", 128),
@@ -241,10 +224,10 @@ def eval_command(args: argparse.Namespace, backend) -> int:
     return 0
 
 
-def fill_mask_command(args: argparse.Namespace, backend) -> int:
+def fill_mask_command(args: argparse.Namespace, options: BackendOptions, backend) -> int:
     folder = Path(args.run)
     tokenizer = BertTokenizer.from_pretrained(folder)
-    loaded = backend.from_pretrained(folder, args)
+    loaded = backend.from_pretrained(folder, options)
     predictions = fill_mask(loaded.predict, tokenizer, args.text, args.top_k,
                             max_length=loaded.model.config.max_position_embeddings)
     print(format_fill_mask(args.text, predictions))
@@ -289,27 +272,26 @@ def main(argv: Sequence[str] | None = None, backend=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = build_parser(backend)
     args = parser.parse_args(argv)
-    problem = None
-    if args.command == "train":
-        problem = check_train_arguments(args)
-    elif args.command == "finetune":
-        problem = check_finetune_arguments(args)
-    if args.command not in (*MODEL_FREE_COMMANDS, *EMBEDDING_COMMANDS):
-        problem = problem or backend.check_arguments(args)
-    if problem:
-        sub[args.command].error(problem)
+    options = None
+    if args.command in OPTIONS_CLASS:
+        try:
+            options = backend.resolve_options(typed_options(OPTIONS_CLASS[args.command], args), args.command)
+        except ValueError as err:
+            sub[args.command].error(str(err))
     try:
         if args.command == "train":
-            return train_command(args, explicit_options(sub["train"], argv[1:]), backend)
+            return train_command(options, args.resume, explicit_options(sub["train"], argv[1:]), backend)
         if args.command == "eval":
-            return eval_command(args, backend)
-        if args.command in FINETUNE_COMMANDS:
-            return run_finetune_command(args, backend)
-        if args.command in EMBEDDING_COMMANDS:
-            return run_embedding_command(args)
+            return eval_command(args, options, backend)
+        if args.command == "fill-mask":
+            return fill_mask_command(args, options, backend)
+        if args.command == "finetune":
+            return finetune_command(options, backend)
+        if args.command == "demo-data":
+            return demo_data_command(args, backend)
         if args.command == "compare":
             return compare_command(args)
-        return fill_mask_command(args, backend)
+        return embedding_command(args)  # embed, similarity
     except ValueError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,19 +1,18 @@
-"""Fine-tuning BERT on a task: the loop, the evaluation report, the command line, and the NumPy backend.
+"""Fine-tuning BERT on a task: the loop, the evaluation report, and the NumPy backend.
 
     python -m numpy_bert finetune --task classify|tag|qa --model RUN_OR_CHECKPOINT \\
         --train FILE --eval FILE --out DIR [--epochs 3 --lr 1e-4 --layerwise-lr-decay 0.9 ...]
-    python -m numpy_bert demo-data --task classify --out data/     # offline demo files
 
-(``python -m torch_bert ...`` the same with PyTorch, plus ``--device``/``--precision``.
-``numpy_bert/cli.py`` registers the two commands with :func:`add_finetune_commands` and
-runs them with :func:`run_finetune_command`.)
+(``python -m torch_bert ...`` the same with PyTorch, plus ``--device``/``--precision``;
+the command line is numpy_bert/cli/finetune.py, the options
+:class:`~numpy_bert.training.arguments.FinetuningArguments`.)
 
 The model is loaded from any folder with config.json, model.safetensors and vocab.txt: a
 pre-training run of either backend, a checkpoint, a transformers model, a fine-tuned
 model. The task head (``classifier`` or ``qa_outputs``) is new unless the folder has
 it; the new tensors are listed. The loop is written once for both backends; a
 *fine-tuning backend* (:class:`NumpyFinetuneBackend` here, ``torch_bert.training.finetuning.
-TorchFinetuneBackend``) extends the pre-training backend of ``numpy_bert/training.py``
+TorchFinetuneBackend``) extends the pre-training backend of ``numpy_bert/training/pretraining.py``
 (whose gradient clipping, optimizer step and saving it reuses) with::
 
     load(task, folder, labels, args)       the head model, and which tensors are new
@@ -39,13 +38,12 @@ BertFor... class) with its vocabulary, and the report::
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +51,9 @@ import numpy as np
 
 from .. import heads
 from ..checkpoint import atomic_write_bytes, named_model_dir
-from ..cli.arguments import add_optimizer_arguments, positive_float, positive_int
 from ..config import IGNORE_INDEX, BertConfig
-from ..data.demo_tasks import DEMO_TASKS, write_demo_data
 from ..data.finetune_data import (
     OUTSIDE,
-    TASKS,
     Example,
     Feature,
     batches,
@@ -71,6 +66,7 @@ from ..heads import best_span, distillation_loss
 from ..layers import GeneratorMasks, log_softmax
 from ..optim import BERT_DEFAULTS, build_optimizer
 from ..text.tokenization import VOCAB_NAME, BertTokenizer
+from .arguments import FinetuningArguments
 from .metrics import (
     classification_report,
     entity_report,
@@ -85,7 +81,6 @@ from .run_folder import RunFolder, write_json
 MODEL_CLASSES = {"classify": "BertForSequenceClassification", "tag": "BertForTokenClassification",
                  "qa": "BertForQuestionAnswering"}
 OUTPUT_NAMES = ("logits", "start_logits", "end_logits")
-MIN_LENGTH = 8  # [CLS] question [SEP] context [SEP] with room for both
 
 
 # =============================================================================
@@ -98,7 +93,8 @@ class ClassifyTask:
 
     metric, metric_name = "accuracy", "accuracy"
 
-    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature], args) -> list[Any]:
+    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature],
+                args: FinetuningArguments) -> list[Any]:
         probabilities = np.exp(log_softmax(outputs["logits"]))
         return [(int(k), float(p[k])) for p, k in zip(probabilities, probabilities.argmax(axis=-1))]
 
@@ -121,7 +117,8 @@ class TagTask:
 
     metric, metric_name = "f1", "entity F1 (micro, as seqeval)"
 
-    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature], args) -> list[Any]:
+    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature],
+                args: FinetuningArguments) -> list[Any]:
         best = outputs["logits"].argmax(axis=-1)  # (B, T)
         return [[int(best[b, t]) if t >= 0 else OUTSIDE for t in f.word_starts] for b, f in enumerate(features)]
 
@@ -145,7 +142,8 @@ class QATask:
 
     metric, metric_name = "f1", "token F1 (SQuAD)"
 
-    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature], args) -> list[Any]:
+    def predict(self, outputs: dict[str, np.ndarray], features: Sequence[Feature],
+                args: FinetuningArguments) -> list[Any]:
         spans = []
         for b, f in enumerate(features):
             allowed = np.array([offset is not None for offset in f.offsets])
@@ -186,7 +184,7 @@ class NumpyFinetuneBackend(NumpyBackend):
     """numpy_bert's head models with hand-written backward; clipping, AdamW step and saving as in pre-training."""
 
     @classmethod
-    def load(cls, task: str, folder: str | os.PathLike, labels: Sequence[str], args: argparse.Namespace):
+    def load(cls, task: str, folder: str | os.PathLike, labels: Sequence[str], args: FinetuningArguments):
         """(backend, LoadingInfo): the head model from ``folder``, its dropout seeded by ``--seed``."""
         model, info = model_class(heads, task).from_pretrained(
             folder, dtype=np.dtype(args.dtype), output_loading_info=True, **label_arguments(task, labels))
@@ -195,8 +193,8 @@ class NumpyFinetuneBackend(NumpyBackend):
         model.set_dropout_masks(backend.dropout_masks)
         return backend, info
 
-    def build_optimizer(self, args: argparse.Namespace, total_steps: int) -> None:
-        schedule = lr_schedule(argparse.Namespace(warmup=args.warmup, steps=total_steps))
+    def build_optimizer(self, args: FinetuningArguments, total_steps: int) -> None:
+        schedule = lr_schedule(args.warmup, total_steps)
         self.optimizer = build_optimizer(
             self.model, lr=args.lr, weight_decay=args.weight_decay, betas=BERT_DEFAULTS["betas"],
             eps=BERT_DEFAULTS["eps"], warmup_steps=schedule.warmup_steps, total_steps=schedule.total_steps,
@@ -242,8 +240,8 @@ def _read_tokenizer(folder: str | os.PathLike) -> BertTokenizer:
 class Finetuner:
     """Fine-tunes ``args.model`` on ``args.train`` with a fine-tuning backend, evaluating on ``args.eval``."""
 
-    def __init__(self, args: argparse.Namespace, backend_cls):
-        args.model = named_model_dir(args.model)  # "minilm": the real all-MiniLM-L6-v2 encoder
+    def __init__(self, args: FinetuningArguments, backend_cls):
+        args = replace(args, model=named_model_dir(args.model))  # "minilm": the real all-MiniLM-L6-v2 encoder
         self.args, self.task = args, TASK_LOGIC[args.task]
         self.run = RunFolder(args.out)
         if self.run.has_run():
@@ -263,7 +261,7 @@ class Finetuner:
         self.teacher = None
         if args.distill_from:
             self.teacher = self._load_teacher(backend_cls)
-        self.run.write_args({k: v for k, v in vars(args).items() if k != "command"})
+        self.run.write_args(args.to_dict())
 
     def _encode(self, examples: Sequence[Example]) -> list[Feature]:
         return encode(examples, self.args.task, self.tokenizer, self.labels, self.args.max_length)
@@ -389,97 +387,4 @@ class Finetuner:
               f"of {self.args.batch_size}; eval on {len(self.eval_examples)} examples")
 
 
-# =============================================================================
-# The command line: ``finetune`` and ``demo-data``
-# =============================================================================
-
-
-def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``finetune`` options; defaults follow BERT's fine-tuning recipe, with a higher lr for small models."""
-    parser.add_argument("--task", choices=TASKS, required=True,
-                        help="classify: one label per text (pair); tag: BIO tags per word; qa: answer span")
-    parser.add_argument("--model", required=True,
-                        help="folder with config.json, model.safetensors and vocab.txt: a pre-training run, a "
-                             "checkpoint, a transformers model, a fine-tuned model, or 'minilm' (all-MiniLM-L6-v2)")
-    parser.add_argument("--tokenizer", default=None, help="folder of vocab.txt (default: --model)")
-    parser.add_argument("--train", required=True, help="training examples, .jsonl or .csv")
-    parser.add_argument("--eval", required=True, help="evaluation examples, .jsonl or .csv")
-    parser.add_argument("--out", required=True, help="run folder for the model, metrics.json and plots")
-    parser.add_argument("--max-length", type=positive_int, default=128, help="tokens per example, [CLS]/[SEP] included")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per optimizer step")
-    parser.add_argument("--epochs", type=positive_int, default=3, help="passes over the training file")
-    parser.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (overrides --epochs)")
-    add_optimizer_arguments(parser, lr=1e-4)
-    parser.add_argument("--log-every", type=positive_int, default=10, help="steps per train-loss row")
-    parser.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations "
-                        "(default: once per epoch; always at the end)")
-    parser.add_argument("--max-answer-length", type=positive_int, default=30, help="qa: longest answer, in tokens")
-    parser.add_argument("--distill-from", default=None,
-                        help="classify: a fine-tuned teacher classifier; trains on its softened logits too")
-    parser.add_argument("--temperature", type=positive_float, default=2.0, help="distillation temperature τ")
-    parser.add_argument("--alpha", type=float, default=0.5, help="distillation weight α of the teacher's term")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the data order and dropout")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
-
-
-def add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", choices=DEMO_TASKS, required=True, help="which demo task (see demo_tasks.py)")
-    parser.add_argument("--out", required=True, help="folder for <task>-train.jsonl and <task>-eval.jsonl")
-    parser.add_argument("--train-size", type=positive_int, default=1000, help="training examples (at most)")
-    parser.add_argument("--eval-size", type=positive_int, default=200, help="evaluation examples (at most)")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
-
-
-def check_finetune_arguments(args: argparse.Namespace) -> str | None:
-    """Problems argparse's types cannot see, as a message (None: all is well)."""
-    if args.warmup >= 1 and args.warmup != int(args.warmup):
-        return f"--warmup {args.warmup}: a value of 1 or more is a number of steps and must be whole"
-    if args.max_length < MIN_LENGTH:
-        return f"--max-length {args.max_length} is too short; use at least {MIN_LENGTH}"
-    if not 0 <= args.alpha <= 1:
-        return f"--alpha must be in [0, 1], got {args.alpha}"
-    if args.distill_from and args.task != "classify":
-        return "--distill-from is for --task classify"
-    return None
-
-
-def finetune_backend(backend):
-    """The fine-tuning backend of a backend's package: cli.py passes the pre-training one
-    (numpy_bert.training.pretraining.NumpyBackend or torch_bert.training.pretraining.TorchBackend)."""
-    if hasattr(backend, "load"):
-        return backend
-    return importlib.import_module(f"{backend.name}.training.finetuning").FINETUNE_BACKEND
-
-
-def add_finetune_commands(commands, formatter=argparse.ArgumentDefaultsHelpFormatter) -> dict:
-    """Add ``finetune`` and ``demo-data`` to an ``add_subparsers()`` group; returns their parsers by name."""
-    sub = {
-        "finetune": commands.add_parser(
-            "finetune", help="fine-tune a classification, tagging or QA head; writes an evaluation report",
-            formatter_class=formatter, description="Fine-tune a model folder on a task (JSONL or CSV files) into a "
-                                                   "run folder with the model, metrics.json and plots."),
-        "demo-data": commands.add_parser(
-            "demo-data", help="write an offline demo task's train and eval files", formatter_class=formatter,
-            description="Build a demo task from the embedded corpus of Python's documentation "
-                        "(see numpy_bert/demo_tasks.py) and write it as JSONL."),
-    }
-    add_finetune_arguments(sub["finetune"])
-    add_demo_data_arguments(sub["demo-data"])
-    return sub
-
-
-def run_finetune_command(args: argparse.Namespace, backend) -> int:
-    """Run ``finetune`` (with the fine-tuning backend that goes with ``backend``) or ``demo-data``."""
-    if args.command == "demo-data":
-        train, evaluation = write_demo_data(args.task, args.out, train_size=args.train_size,
-                                            eval_size=args.eval_size, seed=args.seed)
-        print(f"wrote {train} and {evaluation}; fine-tune with e.g.\n  python -m {backend.name} finetune "
-              f"--task {args.task} --model RUN --train {train} --eval {evaluation} --out runs/{args.task}")
-        return 0
-    Finetuner(args, finetune_backend(backend)).train()
-    return 0
-
-
-FINETUNE_COMMANDS = ("finetune", "demo-data")
 FINETUNE_BACKEND = NumpyFinetuneBackend

@@ -12,18 +12,20 @@ does the steps that need them; the :class:`Trainer` does everything else::
         backend.optimizer_step()                       # AdamW, and the lr schedule moves on
         every log_every steps: a row in metrics.jsonl   (means over the steps since the last row)
         every eval_every steps: validation metrics      (the same fixed batches every time)
-        every checkpoint_every steps: a checkpoint      (see numpy_bert/run_folder.py)
+        every checkpoint_every steps: a checkpoint      (see numpy_bert/training/run_folder.py)
 
-A backend also provides: ``create(config, args)`` (a fresh model with its optimizer)
-and ``from_pretrained(folder, args)`` (a model to use); ``predict`` (MLM logits at the
-masked positions and NSP logits, for evaluation and fill-mask); ``save_model`` /
-``load_model`` and ``training_state`` / ``load_training_state`` (optimizer moments and
-RNG states, for checkpoints); ``add_arguments`` / ``check_arguments`` (its command-line
-options); ``name`` and ``scales_loss`` (fp16 loss scaling, which skips overflowing
-steps rather than failing). Nothing in this file imports torch.
+A backend also provides: ``create(config, args)`` (a fresh model with its optimizer, from
+the :class:`~numpy_bert.training.arguments.TrainingArguments`) and ``from_pretrained(folder,
+options)`` (a model to use, with the :class:`~numpy_bert.training.arguments.BackendOptions`);
+``predict`` (MLM logits at the masked positions and NSP logits, for evaluation and
+fill-mask); ``save_model`` / ``load_model`` and ``training_state`` / ``load_training_state``
+(optimizer moments and RNG states, for checkpoints); ``resolve_options(options, command)``
+(the options completed for this machine, or a ValueError for one that cannot work here);
+``name`` and ``scales_loss`` (fp16 loss scaling, which skips overflowing steps rather than
+failing). Nothing in this file imports torch.
 
 A backend may run as one of several processes that train one model together
-(torch_bert/distributed.py, under torchrun). It then also provides
+(torch_bert/training/distributed.py, under torchrun). It then also provides
 ``is_main_process()`` (a static method: only that process writes the run folder
 and prints) and ``barrier()`` (the others wait there while the main process
 evaluates or writes a checkpoint). Without them, the trainer is the only process.
@@ -37,7 +39,6 @@ arithmetic in the same order when given the same numbers.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -59,6 +60,7 @@ from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
 from ..text.tokenization import VOCAB_NAME, BertTokenizer
 from ..text.wordpiece_trainer import train_wordpiece_vocab
+from .arguments import MASKING_STRATEGIES, BackendOptions, Options, TrainingArguments
 from .evaluation import evaluate, format_metrics
 from .plots import plot_metrics
 from .run_folder import STATE_JSON_NAME, STATE_TENSORS_NAME, RunFolder, write_json
@@ -66,13 +68,9 @@ from .run_folder import STATE_JSON_NAME, STATE_TENSORS_NAME, RunFolder, write_js
 # Validation batches are drawn with this seed whatever the run's --seed, so that
 # validation numbers are comparable across runs, seeds and backends.
 VALIDATION_SEED = 1234
-# The masking CLI choices: which MaskingCollator strategy, and whether masks are static.
-MASKING_STRATEGIES = {"dynamic": "token", "static": "token", "whole-word": "whole_word", "span": "span"}
 # Next-sentence prediction draws its random B segments from another document, so
 # each split needs at least two.
 MIN_DOCUMENTS_PER_SPLIT = 2
-# Arguments that may differ when a run is resumed: they do not change what is computed.
-RESUMABLE_CHANGES = frozenset({"resume", "progress", "plots", "device", "checkpoint_every"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -120,7 +118,7 @@ def make_collator(tokenizer: BertTokenizer, masking: str = "dynamic", seed: int 
                            static_seed=seed if masking == "static" else None)
 
 
-def training_stream(corpus: Corpus, tokenizer: BertTokenizer, args: argparse.Namespace) -> ExampleStream:
+def training_stream(corpus: Corpus, tokenizer: BertTokenizer, args: TrainingArguments) -> ExampleStream:
     """Endless masked batches of sentence pairs (NSP or SOP), resumable to the batch."""
     builder = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=args.seq_len, task=args.task)
     return ExampleStream(builder, make_collator(tokenizer, args.masking, args.seed), args.batch_size, seed=args.seed)
@@ -143,7 +141,7 @@ def validation_batches(corpus: Corpus, tokenizer: BertTokenizer, seq_len: int, b
 # =============================================================================
 
 
-def model_config(args: argparse.Namespace, vocab_size: int) -> BertConfig:
+def model_config(args: TrainingArguments, vocab_size: int) -> BertConfig:
     """``--config`` (a preset name, or a folder with a config.json) with the vocabulary's size
     and ``--dropout`` filled in."""
     overrides: dict[str, Any] = {"vocab_size": vocab_size}
@@ -161,10 +159,9 @@ def model_config(args: argparse.Namespace, vocab_size: int) -> BertConfig:
     return config
 
 
-def lr_schedule(args: argparse.Namespace) -> LinearWarmupDecay:
-    """Linear warm-up then linear decay to 0 over ``--steps``; ``--warmup`` below 1 is a fraction."""
-    warmup = round(args.warmup * args.steps) if args.warmup < 1 else int(args.warmup)
-    return LinearWarmupDecay(warmup, args.steps)
+def lr_schedule(warmup: float, steps: int) -> LinearWarmupDecay:
+    """Linear warm-up then linear decay to 0 over ``steps``; ``warmup`` below 1 is a fraction of them."""
+    return LinearWarmupDecay(round(warmup * steps) if warmup < 1 else int(warmup), steps)
 
 
 def mean_losses(per_batch: list[tuple[float, float, float]]) -> dict[str, float]:
@@ -189,28 +186,20 @@ class NumpyBackend:
         self.optimizer = None
         self.dropout_masks: GeneratorMasks | None = None
 
-    # ---- construction and the command line -------------------------------------------
+    # ---- construction -----------------------------------------------------------------
 
     @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-        if command == "finetune":  # the head models have no fused path
-            return
-        parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=False,
-                            help="compute with numpy_bert.fast.FastBertForPreTraining: the same model, parameters "
-                                 "and checkpoints, with a fused forward and backward (equal up to rounding). "
-                                 "By default the readable numpy_bert/modeling.py runs: what you read is what runs")
-
-    @staticmethod
-    def check_arguments(args: argparse.Namespace) -> str | None:
-        return None
+    def resolve_options(options: Options, command: str) -> Options:
+        """As given: NumPy computes on this machine's CPU, with nothing to choose or refuse."""
+        return options
 
     @classmethod
-    def create(cls, config: BertConfig, args: argparse.Namespace) -> NumpyBackend:
+    def create(cls, config: BertConfig, args: TrainingArguments) -> NumpyBackend:
         """A freshly initialised model (seeded by ``--seed``) with BERT's AdamW and the lr schedule."""
         backend = cls(_model_class(args)(config, seed=args.seed, dtype=np.dtype(args.dtype)))
         backend.dropout_masks = GeneratorMasks(args.seed + 1)  # kept, to save its generator's state
         backend.model.set_dropout_masks(backend.dropout_masks)
-        schedule = lr_schedule(args)
+        schedule = lr_schedule(args.warmup, args.steps)
         backend.optimizer = build_optimizer(
             backend.model, lr=args.lr, weight_decay=args.weight_decay, betas=BERT_DEFAULTS["betas"],
             eps=BERT_DEFAULTS["eps"], warmup_steps=schedule.warmup_steps, total_steps=schedule.total_steps,
@@ -218,9 +207,9 @@ class NumpyBackend:
         return backend
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, args: argparse.Namespace) -> NumpyBackend:
+    def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> NumpyBackend:
         """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
-        return cls(_model_class(args).from_pretrained(folder, dtype=np.float32))
+        return cls(_model_class(options).from_pretrained(folder, dtype=np.float32))
 
     # ---- one training step ------------------------------------------------------------
 
@@ -277,8 +266,8 @@ class NumpyBackend:
         self.dropout_masks.rng.bit_generator.state = scalars["dropout_rng"]
 
 
-def _model_class(args: argparse.Namespace) -> type[BertForPreTraining]:
-    return FastBertForPreTraining if args.fast else BertForPreTraining
+def _model_class(options: BackendOptions) -> type[BertForPreTraining]:
+    return FastBertForPreTraining if options.fast else BertForPreTraining
 
 
 # =============================================================================
@@ -325,13 +314,14 @@ TIMING_FIELDS = ("tokens_per_s",)
 class Trainer:
     """Pre-trains a BERT with the given backend, in the run folder ``args.out``.
 
-    ``args`` holds the ``train`` command's options (see ``numpy_bert/cli.py``); with
-    ``args.resume`` the run continues from its latest checkpoint.
+    ``args`` holds the ``train`` command's options; with ``resume`` the run continues
+    from its latest checkpoint (with the options of its args.json: see
+    :meth:`TrainingArguments.for_run_folder`).
     """
 
-    def __init__(self, args: argparse.Namespace, backend_cls):
-        self.args = args
-        # With several processes (torch_bert/distributed.py) only the main one writes files and prints.
+    def __init__(self, args: TrainingArguments, backend_cls, resume: bool = False):
+        self.args, self.resume = args, resume
+        # With several processes (torch_bert/training/distributed.py) only the main one writes files and prints.
         self.is_main_process = getattr(backend_cls, "is_main_process", lambda: True)()
         self.run = RunFolder(args.out)
         train_corpus, validation_corpus = load_corpus_splits(args.corpus)
@@ -344,20 +334,20 @@ class Trainer:
             raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples")
         self.config = model_config(args, len(self.tokenizer))
         self.backend = backend_cls.create(self.config, args)
-        if args.init_from and not args.resume:  # on resume the checkpoint holds the weights
+        if args.init_from and not resume:  # on resume the checkpoint holds the weights
             self.backend.model.load_pretrained_weights(named_model_dir(args.init_from))
-        self.schedule = lr_schedule(args)
+        self.schedule = lr_schedule(args.warmup, args.steps)
         self.step = 0  # optimizer steps taken
         self.window = MetricsWindow()
         self.checkpoint_step: int | None = None  # the step of the latest checkpoint on disk
-        if args.resume:
+        if resume:
             self._restore()
         elif self.is_main_process:  # only now that the data and the model are ready: a failed start leaves no run
-            self.run.write_args({k: v for k, v in vars(args).items() if k not in ("command", "resume")})
+            self.run.write_args(args.to_dict())
 
     def _tokenizer(self, corpus: Corpus) -> BertTokenizer:
         """The run's vocabulary: trained once, then read back from the run folder (on resume)."""
-        if self.args.resume and (self.run.path / VOCAB_NAME).is_file():
+        if self.resume and (self.run.path / VOCAB_NAME).is_file():
             return BertTokenizer.from_pretrained(self.run.path)
         if self.args.init_from:  # a pretrained model comes with its own vocabulary
             tokenizer = BertTokenizer.from_pretrained(named_model_dir(self.args.init_from))
@@ -509,40 +499,3 @@ class Trainer:
               f"({self.stream.examples_per_epoch} pairs per epoch), {self.args.steps} steps of "
               f"{self.args.batch_size * self.args.grad_accum} sequences (up to {tokens} tokens); run folder "
               f"{self.run.path}")
-
-
-# =============================================================================
-# Starting or resuming a run
-# =============================================================================
-
-
-def resolve_run_arguments(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
-    """The arguments a ``train`` command runs with, after checking the run folder.
-
-    A new run needs a folder that holds no run yet (the Trainer saves its arguments
-    to args.json). ``--resume`` takes the saved arguments instead: options given on the
-    command line must agree with them, except those in :data:`RESUMABLE_CHANGES`,
-    because the resumed run must compute what the uninterrupted one would have.
-    """
-    run = RunFolder(args.out)
-    if run.path.exists() and not run.path.is_dir():
-        raise ValueError(f"--out {str(run.path)!r} is a file, not a folder")
-    if not args.resume:
-        if run.has_run():
-            raise ValueError(f"{run.path} already holds a run (it has {run.args_path.name}): continue it with "
-                             "--resume, or choose another --out")
-        if args.corpus is not None:  # absolute, so that --resume and eval find it from any folder
-            args.corpus = os.path.abspath(args.corpus)
-        if args.config not in PRESETS:
-            args.config = os.path.abspath(args.config)
-        return args
-    if not run.has_run():
-        raise ValueError(f"nothing to resume: {run.path} holds no run ({run.args_path.name} is missing)")
-    saved = run.read_args()
-    given = vars(args)
-    conflicts = [f"--{k.replace('_', '-')} {given[k]!r} (the run has {saved[k]!r})" for k in sorted(explicit)
-                 if k in saved and k not in RESUMABLE_CHANGES and saved[k] != given[k]]
-    if conflicts:
-        raise ValueError("a resumed run keeps its arguments; these differ from args.json: " + ", ".join(conflicts))
-    merged = {**given, **saved, **{k: given[k] for k in RESUMABLE_CHANGES if k in given}}
-    return argparse.Namespace(**merged)

@@ -53,7 +53,6 @@ state_dict would prefix every name with ``module.``, only to train.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import math
@@ -68,6 +67,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from numpy_bert.config import IGNORE_INDEX, BertConfig
+from numpy_bert.training.arguments import Options, TrainingArguments
 from numpy_bert.training.pretraining import mean_losses
 
 from ..optim import scale_grads
@@ -183,25 +183,22 @@ class DistributedTorchBackend(TorchBackend):
         """Rank 0 writes the run folder and prints; the trainer asks before the model exists."""
         return Launch.from_environment().is_main_process
 
-    # ---- construction and the command line -------------------------------------------
+    # ---- construction -----------------------------------------------------------------
 
     @staticmethod
-    def check_arguments(args: argparse.Namespace) -> str | None:
-        problem = TorchBackend.check_arguments(args)
-        if problem:
-            return problem
-        launch = Launch.from_environment()
-        command = getattr(args, "command", "train")
+    def resolve_options(options: Options, command: str) -> Options:
+        options = TorchBackend.resolve_options(options, command)
         if command != "train":
-            return (f"under torchrun only 'train' runs in several processes; run "
-                    f"'python -m torch_bert {command}' as a single process")
-        if args.device == "cuda" and launch.local_rank >= torch.cuda.device_count():
-            return (f"process LOCAL_RANK={launch.local_rank} needs a GPU of its own, but torch sees "
-                    f"{torch.cuda.device_count()}: start at most that many processes per machine")
-        return None
+            raise ValueError(f"under torchrun only 'train' runs in several processes; run "
+                             f"'python -m torch_bert {command}' as a single process")
+        local_rank = Launch.from_environment().local_rank
+        if options.device == "cuda" and local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process LOCAL_RANK={local_rank} needs a GPU of its own, but torch sees "
+                             f"{torch.cuda.device_count()}: start at most that many processes per machine")
+        return options
 
     @classmethod
-    def create(cls, config: BertConfig, args: argparse.Namespace) -> DistributedTorchBackend:
+    def create(cls, config: BertConfig, args: TrainingArguments) -> DistributedTorchBackend:
         """Join the process group, then the single-process model and optimizer, wrapped in DDP.
 
         Every process initialises the same weights from ``--seed``; DDP also
@@ -213,7 +210,7 @@ class DistributedTorchBackend(TorchBackend):
                              f"number of processes ({launch.world_size}), which each compute an equal part")
         init_process_group(launch, args.device)
         # The process group is a meeting point too: every process has checked the run folder
-        # (resolve_run_arguments) before the main one can write args.json into it.
+        # (TrainingArguments.for_run_folder) before the main one can write args.json into it.
         dist.barrier()
         backend = super().create(config, args)
         backend.seed = args.seed

@@ -1,7 +1,7 @@
 """Fine-tuning with torch_bert: the PyTorch twin of ``numpy_bert.training.finetuning.NumpyFinetuneBackend``.
 
 The loop, the data, the metrics, the report and the command line are numpy_bert's
-(``numpy_bert/finetune.py``); this backend extends the pre-training ``TorchBackend``
+(numpy_bert/training/finetuning.py, numpy_bert/cli/finetune.py); this backend extends the pre-training ``TorchBackend``
 (device, mixed precision, clipping, optimizer step, saving) with the head models of
 ``torch_bert/heads.py``, autograd in place of the hand-written backward::
 
@@ -10,7 +10,6 @@ The loop, the data, the metrics, the report and the command line are numpy_bert'
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from numpy_bert.training.arguments import FinetuningArguments
 from numpy_bert.training.finetuning import OUTPUT_NAMES, label_arguments, model_class
 from numpy_bert.training.pretraining import lr_schedule
 
@@ -31,7 +31,7 @@ class TorchFinetuneBackend(TorchBackend):
     """torch_bert's head models with torch.optim.AdamW + LambdaLR, on CPU or CUDA."""
 
     @classmethod
-    def load(cls, task: str, folder: str | os.PathLike, labels: Sequence[str], args: argparse.Namespace):
+    def load(cls, task: str, folder: str | os.PathLike, labels: Sequence[str], args: FinetuningArguments):
         """(backend, LoadingInfo): the head model from ``folder``; dropout draws from torch's generator,
         seeded by ``--seed``."""
         torch.manual_seed(args.seed)
@@ -39,8 +39,8 @@ class TorchFinetuneBackend(TorchBackend):
             folder, dtype=DTYPES[args.dtype], output_loading_info=True, **label_arguments(task, labels))
         return cls(model, args.device, args.precision), info
 
-    def build_optimizer(self, args: argparse.Namespace, total_steps: int) -> None:
-        schedule = lr_schedule(argparse.Namespace(warmup=args.warmup, steps=total_steps))
+    def build_optimizer(self, args: FinetuningArguments, total_steps: int) -> None:
+        schedule = lr_schedule(args.warmup, total_steps)
         self.optimizer = build_optimizer(self.model, lr=args.lr, weight_decay=args.weight_decay,
                                          betas=BERT_DEFAULTS["betas"], eps=BERT_DEFAULTS["eps"],
                                          layerwise_lr_decay=args.layerwise_lr_decay)

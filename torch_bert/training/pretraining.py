@@ -1,7 +1,7 @@
 """torch_bert behind numpy_bert's trainer: the PyTorch twin of ``numpy_bert.training.pretraining.NumpyBackend``.
 
 The loop, the data, the checkpoints, the metrics and the command line are
-numpy_bert's (``numpy_bert/training.py``, ``numpy_bert/cli.py``); this file only says
+numpy_bert's (numpy_bert/training/pretraining.py, numpy_bert/cli/); this file only says
 how PyTorch does each step: autograd instead of hand-written backward passes,
 ``torch.optim.AdamW`` + ``LambdaLR`` instead of the NumPy AdamW, and, on a GPU,
 mixed precision:
@@ -17,15 +17,15 @@ mixed precision:
 Parameters and AdamW's moments stay float32 in both cases ("master weights").
 
 Under torchrun, several processes train one model together with
-DistributedDataParallel: torch_bert/distributed.py, a subclass of this backend.
+DistributedDataParallel: torch_bert/training/distributed.py, a subclass of this backend.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from numpy_bert.checkpoint import WEIGHTS_NAME, load_tensors
 from numpy_bert.config import BertConfig
 from numpy_bert.nn import check_state_dict
+from numpy_bert.training.arguments import BackendOptions, Options, TrainingArguments
 from numpy_bert.training.pretraining import lr_schedule, mean_losses
 
 from ..modeling import BertForPreTraining
@@ -55,7 +56,7 @@ class TorchBackend:
     """torch_bert with torch.optim.AdamW, LambdaLR, clip_grad_norm_ and optional mixed precision."""
 
     name = "torch_bert"
-    world_size = 1  # processes training together: torch_bert/distributed.py's backend, under torchrun
+    world_size = 1  # processes training together: torch_bert/training/distributed.py's backend, under torchrun
 
     def __init__(self, model: BertForPreTraining, device: str = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
@@ -71,37 +72,26 @@ class TorchBackend:
         """With fp16 loss scaling, an overflowing gradient is expected now and then: the step is skipped."""
         return self.scaler is not None
 
-    # ---- construction and the command line -------------------------------------------
+    # ---- construction -----------------------------------------------------------------
 
     @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-        group = parser.add_argument_group("torch")
-        group.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                           help="where to compute (default: cuda when a GPU is visible, else cpu)")
-        group.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                           help="fp32; bf16 autocast (CPU or GPU); fp16 autocast with loss scaling (GPU only)")
-
-    @staticmethod
-    def check_arguments(args: argparse.Namespace) -> str | None:
-        """Fill in the default device; refuse combinations that cannot work, with the reason."""
-        if args.device is None:
-            args.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if args.device == "cuda" and not torch.cuda.is_available():
-            return "--device cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False)"
-        if args.precision == "fp16" and args.device != "cuda":
-            return ("--precision fp16 needs a CUDA GPU: float16 training relies on GradScaler's loss scaling, "
-                    "which is CUDA-only here; on CPU use --precision bf16 or fp32")
-        if args.precision != "fp32" and getattr(args, "dtype", "float32") == "float64":
-            return f"--precision {args.precision} mixes half precision into float32 training; use --dtype float32"
-        return None
+    def resolve_options(options: Options, command: str) -> Options:
+        """``options`` with the default device filled in; a ValueError for a combination that cannot work here."""
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False)")
+        if options.precision == "fp16" and device != "cuda":
+            raise ValueError("--precision fp16 needs a CUDA GPU: float16 training relies on GradScaler's loss "
+                             "scaling, which is CUDA-only here; on CPU use --precision bf16 or fp32")
+        return replace(options, device=device)
 
     @classmethod
-    def create(cls, config: BertConfig, args: argparse.Namespace) -> TorchBackend:
+    def create(cls, config: BertConfig, args: TrainingArguments) -> TorchBackend:
         """A freshly initialised model (seeded by ``--seed``) with torch's AdamW and the lr schedule."""
         torch.manual_seed(args.seed)  # dropout masks come from torch's global generator
         model = BertForPreTraining(config, seed=args.seed, dtype=DTYPES[args.dtype])
         backend = cls(model, args.device, args.precision)
-        schedule = lr_schedule(args)
+        schedule = lr_schedule(args.warmup, args.steps)
         backend.optimizer = build_optimizer(
             backend.model, lr=args.lr, weight_decay=args.weight_decay, betas=BERT_DEFAULTS["betas"],
             eps=BERT_DEFAULTS["eps"], layerwise_lr_decay=args.layerwise_lr_decay)
@@ -109,9 +99,9 @@ class TorchBackend:
         return backend
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, args: argparse.Namespace) -> TorchBackend:
+    def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> TorchBackend:
         """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
-        return cls(BertForPreTraining.from_pretrained(folder), args.device, args.precision)
+        return cls(BertForPreTraining.from_pretrained(folder), options.device, options.precision)
 
     # ---- one training step ------------------------------------------------------------
 

@@ -1,0 +1,267 @@
+"""The options of ``train`` and ``finetune`` as typed objects, like transformers' ``TrainingArguments``.
+
+The command line (numpy_bert/cli/) parses them with argparse and makes one of these;
+the trainers, the backends and the data code read its fields and never see argparse.
+Every value is checked when the object is made: a bad one is refused with a ValueError
+that names the option as the command line spells it ("--seq-len must be ...").
+
+``to_dict()`` is what a run folder's args.json holds and ``from_dict()`` reads it back,
+which is how ``--resume`` continues a run with the options it started with
+(:meth:`TrainingArguments.resumed_from`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Set
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
+
+from ..config import CONFIG_NAME, PRESETS
+from ..data.finetune_data import TASKS as FINETUNING_TASKS
+from ..data.pretraining_data import TASKS as PAIR_TASKS
+from .run_folder import RunFolder
+
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")  # torch_bert's autocast dtypes, by name (torch_bert/training/pretraining.py)
+# The --masking choices: which MaskingCollator strategy, and whether masks are static.
+MASKING_STRATEGIES = {"dynamic": "token", "static": "token", "whole-word": "whole_word", "span": "span"}
+# [CLS] A [SEP] B [SEP] (or question and context) with room for both segments.
+MIN_SEQUENCE_LENGTH = 8
+
+
+# ---- what a value must be --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What an option's value must be: a test, and the words that refuse a value failing it.
+
+    The command line's argument types (numpy_bert/cli/arguments.py) apply the same rules.
+    """
+
+    accepts: Callable[[Any], bool]
+    requirement: str  # follows the option's name: "--steps must be a positive integer"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not here
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def one_of(choices) -> Rule:
+    choices = tuple(choices)
+    return Rule(lambda value: value in choices, f"must be one of {', '.join(choices)}")
+
+
+TEXT = Rule(lambda value: isinstance(value, str), "must be text")
+SWITCH = Rule(lambda value: isinstance(value, bool), "must be true or false")
+INTEGER = Rule(_is_int, "must be an integer")
+POSITIVE_INT = Rule(lambda value: _is_int(value) and value >= 1, "must be a positive integer")
+NON_NEGATIVE = Rule(lambda value: _is_number(value) and value >= 0, "must be >= 0")  # nan >= 0 is False
+POSITIVE = Rule(lambda value: _is_number(value) and 0 < value < math.inf, "must be a positive number")
+PROBABILITY = Rule(lambda value: _is_number(value) and 0 <= value < 1, "must be in [0, 1)")
+DECAY_FACTOR = Rule(lambda value: _is_number(value) and 0 < value <= 1, "must be in (0, 1]")
+UNIT_INTERVAL = Rule(lambda value: _is_number(value) and 0 <= value <= 1, "must be in [0, 1]")
+
+
+def option(rule: Rule, default: Any = MISSING) -> Any:
+    """A field checked by ``rule``; with ``default=None`` the option is optional (None: not given)."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def flag(name: str) -> str:
+    """A field's option as the command line spells it: seq_len is --seq-len."""
+    return "--" + name.replace("_", "-")
+
+
+def _check_warmup(warmup: float) -> None:
+    if warmup >= 1 and not float(warmup).is_integer():
+        raise ValueError(f"--warmup {warmup}: a value of 1 or more is a number of steps and must be whole")
+
+
+def _check_precision(precision: str, dtype: str) -> None:
+    if precision != "fp32" and dtype == "float64":
+        raise ValueError(f"--precision {precision} mixes half precision into float32 training; use --dtype float32")
+
+
+# ---- the options -----------------------------------------------------------------------------
+
+Options = TypeVar("Options", bound="BackendOptions")  # any of the classes below
+
+
+@dataclass(kw_only=True)
+class BackendOptions:
+    """The options that only one backend reads; eval and fill-mask take just these."""
+
+    fast: bool = option(SWITCH, False)  # numpy_bert: compute with FastBertForPreTraining (fused forward/backward)
+    device: str | None = option(one_of(DEVICES), None)  # torch_bert: None is cuda when torch sees a GPU, else cpu
+    precision: str = option(one_of(PRECISIONS), "fp32")  # torch_bert: bf16 or fp16 autocast (fp16: loss scaling)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue  # an optional option, not given
+            rule = f.metadata["rule"]
+            if not rule.accepts(value):
+                raise ValueError(f"{flag(f.name)} {rule.requirement}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name, ready for JSON: what a run folder's args.json holds."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[Options], data: Mapping[str, Any], source: str = "args.json") -> Options:
+        """The options that :meth:`to_dict` gave (read from ``source``); a key left out takes its default."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown key {', '.join(map(repr, unknown))} (not an option of "
+                             f"{cls.__name__})")
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"{source}: {', '.join(map(repr, missing))} missing")
+        try:
+            return cls(**data)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+
+@dataclass(kw_only=True)
+class TrainingArguments(BackendOptions):
+    """The options of ``train`` (numpy_bert/training/pretraining.py); the defaults give a tiny BERT
+    on the embedded corpus in minutes."""
+
+    # Options that a resumed run may change: they do not change what is computed (``out``: the
+    # folder that args.json was read from, wherever the run is now).
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"out", "progress", "plots", "device",
+                                                             "checkpoint_every"})
+
+    # the run
+    out: str = option(TEXT)  # the run folder (numpy_bert/training/run_folder.py)
+    seed: int = option(INTEGER, 0)  # seeds the weights, the data order, masks and dropout
+    progress: bool = option(SWITCH, True)  # a progress bar on stderr
+    plots: bool = option(SWITCH, True)  # redraw plots/*.png at every evaluation
+    # the model
+    config: str = option(TEXT, "tiny")  # a preset, or a folder holding a config.json (made absolute)
+    init_from: str | None = option(TEXT, None)  # continue pre-training this model folder (or 'minilm')
+    dropout: float | None = option(PROBABILITY, None)  # both dropout rates; None: the config's
+    dtype: str = option(one_of(DTYPES), "float32")  # the parameters' dtype
+    # the data
+    corpus: str | None = option(TEXT, None)  # a text file or a folder of them (made absolute); None: embedded
+    vocab_size: int = option(POSITIVE_INT, 8192)  # of the WordPiece vocabulary trained on the corpus
+    seq_len: int = option(POSITIVE_INT, 128)  # maximum tokens per sentence pair
+    batch_size: int = option(POSITIVE_INT, 32)  # pairs per micro-batch (under torchrun: all processes together)
+    masking: str = option(one_of(MASKING_STRATEGIES), "dynamic")  # how MLM masks are drawn
+    task: str = option(one_of(PAIR_TASKS), "nsp")  # next-sentence (--nsp) or sentence-order (--sop) prediction
+    # the optimization
+    steps: int = option(POSITIVE_INT, 2000)  # optimizer steps
+    lr: float = option(POSITIVE, 1e-3)  # the peak learning rate
+    warmup: float = option(NON_NEGATIVE, 0.1)  # below 1 a fraction of the steps, else a number of steps
+    weight_decay: float = option(NON_NEGATIVE, 0.01)  # AdamW's decoupled weight decay
+    layerwise_lr_decay: float | None = option(DECAY_FACTOR, None)  # lr factor per layer, top down; None: off
+    clip: float = option(NON_NEGATIVE, 1.0)  # clip the global gradient norm to this; 0: no clipping
+    grad_accum: int = option(POSITIVE_INT, 1)  # micro-batches per optimizer step
+    # logging, evaluation, checkpoints
+    log_every: int = option(POSITIVE_INT, 10)  # steps per metrics.jsonl row
+    eval_every: int = option(POSITIVE_INT, 200)  # steps between evaluations
+    eval_batches: int = option(POSITIVE_INT, 20)  # validation batches per evaluation
+    checkpoint_every: int = option(POSITIVE_INT, 500)  # steps between checkpoints
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_warmup(self.warmup)
+        if self.seq_len < MIN_SEQUENCE_LENGTH:
+            raise ValueError(f"--seq-len {self.seq_len} is too short for [CLS] A [SEP] B [SEP]; "
+                             f"use at least {MIN_SEQUENCE_LENGTH}")
+        if self.config not in PRESETS:
+            if not os.path.isfile(os.path.join(self.config, CONFIG_NAME)):
+                raise ValueError(f"--config {self.config!r} is neither a preset ({', '.join(PRESETS)}) nor a "
+                                 "folder with a config.json")
+            self.config = os.path.abspath(self.config)  # so that --resume finds it from any folder
+        if self.corpus is not None:  # absolute, so that --resume and eval find it from any folder
+            self.corpus = os.path.abspath(self.corpus)
+        _check_precision(self.precision, self.dtype)
+
+    def for_run_folder(self, resume: bool, explicit: Set[str] = frozenset()) -> TrainingArguments:
+        """The options a ``train`` command runs with, after a look at the run folder ``out``.
+
+        A new run needs a folder that holds no run yet (the Trainer saves :meth:`to_dict`
+        there as args.json); ``resume`` continues the run there with its saved options
+        (:meth:`resumed_from`; ``explicit``: the options the command line gave).
+        """
+        run = RunFolder(self.out)
+        if run.path.exists() and not run.path.is_dir():
+            raise ValueError(f"--out {str(run.path)!r} is a file, not a folder")
+        if not resume:
+            if run.has_run():
+                raise ValueError(f"{run.path} already holds a run (it has {run.args_path.name}): continue it with "
+                                 "--resume, or choose another --out")
+            return self
+        if not run.has_run():
+            raise ValueError(f"nothing to resume: {run.path} holds no run ({run.args_path.name} is missing)")
+        return self.resumed_from(run.read_args(), explicit)
+
+    def resumed_from(self, saved: Mapping[str, Any], explicit: Set[str]) -> TrainingArguments:
+        """The options of a resumed run: its args.json's (``saved``), but the resumable ones
+        (:attr:`RESUMABLE_CHANGES`) given on the command line (``explicit``) win.
+
+        Any other option given must agree with the saved one, because the resumed run must
+        compute what the uninterrupted one would have. An option that an older args.json
+        lacks takes this command line's value.
+        """
+        restored = self.from_dict({**self.to_dict(), **saved})
+        conflicts = [f"{flag(name)} {getattr(self, name)!r} (the run has {getattr(restored, name)!r})"
+                     for name in sorted(explicit & (saved.keys() - self.RESUMABLE_CHANGES))
+                     if getattr(self, name) != getattr(restored, name)]
+        if conflicts:
+            raise ValueError("a resumed run keeps its arguments; these differ from args.json: " + ", ".join(conflicts))
+        return replace(restored, **{name: getattr(self, name) for name in explicit & self.RESUMABLE_CHANGES})
+
+
+@dataclass(kw_only=True)
+class FinetuningArguments(BackendOptions):
+    """The options of ``finetune`` (numpy_bert/training/finetuning.py); the defaults follow BERT's
+    fine-tuning recipe, with a higher lr for small models."""
+
+    task: str = option(one_of(FINETUNING_TASKS))  # classify: a label per text (pair); tag: BIO tags; qa: a span
+    model: str = option(TEXT)  # a model folder with its vocab.txt, or 'minilm' (all-MiniLM-L6-v2)
+    tokenizer: str | None = option(TEXT, None)  # the folder of vocab.txt; None: the model's
+    train: str = option(TEXT)  # the training examples, .jsonl or .csv
+    eval: str = option(TEXT)  # the evaluation examples, .jsonl or .csv
+    out: str = option(TEXT)  # the run folder for the model, metrics.json and plots
+    max_length: int = option(POSITIVE_INT, 128)  # tokens per example, [CLS]/[SEP] included
+    batch_size: int = option(POSITIVE_INT, 16)  # examples per optimizer step
+    epochs: int = option(POSITIVE_INT, 3)  # passes over the training file
+    steps: int | None = option(POSITIVE_INT, None)  # optimizer steps; None: as many as the epochs take
+    lr: float = option(POSITIVE, 1e-4)  # the peak learning rate
+    warmup: float = option(NON_NEGATIVE, 0.1)  # below 1 a fraction of the steps, else a number of steps
+    weight_decay: float = option(NON_NEGATIVE, 0.01)  # AdamW's decoupled weight decay
+    layerwise_lr_decay: float | None = option(DECAY_FACTOR, None)  # lr factor per layer, top down; None: off
+    clip: float = option(NON_NEGATIVE, 1.0)  # clip the global gradient norm to this; 0: no clipping
+    log_every: int = option(POSITIVE_INT, 10)  # steps per train-loss row
+    eval_every: int | None = option(POSITIVE_INT, None)  # steps between evaluations; None: once per epoch
+    max_answer_length: int = option(POSITIVE_INT, 30)  # qa: the longest answer, in tokens
+    distill_from: str | None = option(TEXT, None)  # classify: a fine-tuned teacher, whose softened logits it learns
+    temperature: float = option(POSITIVE, 2.0)  # the distillation temperature τ
+    alpha: float = option(UNIT_INTERVAL, 0.5)  # the distillation weight α of the teacher's term
+    seed: int = option(INTEGER, 0)  # seeds the data order and dropout
+    dtype: str = option(one_of(DTYPES), "float32")  # the parameters' dtype
+    progress: bool = option(SWITCH, True)  # a progress bar on stderr
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_warmup(self.warmup)
+        if self.max_length < MIN_SEQUENCE_LENGTH:
+            raise ValueError(f"--max-length {self.max_length} is too short; use at least {MIN_SEQUENCE_LENGTH}")
+        if self.distill_from and self.task != "classify":
+            raise ValueError("--distill-from is for --task classify")
+        if self.fast:
+            raise ValueError("--fast is for pre-training, eval and fill-mask: the fine-tuning heads have no fused path")
+        _check_precision(self.precision, self.dtype)
