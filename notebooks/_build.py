@@ -976,7 +976,8 @@ NOTEBOOKS["03_backward_by_hand"] = [
     tied decoder (the word-embedding matrix used again as the MLM output layer, so its
     gradient is the sum of both uses). As in PyTorch, `model.backward()` (the loss's
     backward pass) *adds* every parameter's gradient into `.grad`, `model.zero_grad()` clears
-    them, and `model.gradients()` returns them by name; a few random entries of each tensor are compared with finite differences. Here the
+    them, and `model.gradients()` returns them by name. A few random entries of each tensor
+    are compared with finite differences. Here the
     fourth-order formula
     $\big(-L(\theta{+}2h) + 8L(\theta{+}h) - 8L(\theta{-}h) + L(\theta{-}2h)\big)/12h$ with
     $h = 10^{-4}$ is used, as in `tests/test_gradcheck.py`: its truncation error is
