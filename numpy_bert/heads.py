@@ -176,7 +176,10 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: 
 
 
 class _HeadModel(BertPreTrainedModel):
-    """A BertModel under ``bert.`` plus a task layer; keeps the loss gradient for backward()."""
+    """A BertModel under ``bert.`` plus a task layer.
+
+    Its forward keeps the loss gradient for backward() (``loss_grads``).
+    """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool):
         super().__init__(config)

@@ -51,6 +51,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 class _HeadModel(BertPreTrainedModel):
+    """A BertModel under ``bert.`` plus a task layer."""
+
     def __init__(self, config: BertConfig, add_pooling_layer: bool):
         super().__init__(config)
         self.bert = BertModel(config, seed=None, add_pooling_layer=add_pooling_layer)
