@@ -408,3 +408,17 @@ def test_init_from_a_pretrained_encoder(tmp_path, corpus, backend, caplog):
     assert adapted.config.hidden_size == 16 and adapted.config.vocab_size == len(tokenizer)
     for name, value in encoder.state_dict().items():  # a learning rate of 1e-12 leaves them as they were
         np.testing.assert_allclose(adapted.state_dict()["bert." + name], value, atol=1e-6, err_msg=name)
+
+
+def test_checkpoints_of_other_tools_are_never_deleted(tmp_path):
+    """Only this run's own checkpoint folders (with its state file) are cleaned up."""
+    from numpy_bert.training.run_folder import STATE_JSON_NAME
+
+    run = RunFolder(tmp_path)
+    foreign = tmp_path / "checkpoint-500"  # a transformers Trainer's, say
+    foreign.mkdir()
+    (foreign / "trainer_state.json").write_text("{}")
+    for step in (1, 2):
+        run.save_checkpoint(step, lambda folder: (folder / STATE_JSON_NAME).write_text("{}"))
+    assert (foreign / "trainer_state.json").is_file()
+    assert not (tmp_path / "checkpoint-1").exists() and (tmp_path / "checkpoint-2").is_dir()

@@ -149,8 +149,11 @@ class RunFolder:
         return final
 
     def _remove_other_checkpoints(self, keep: Path) -> None:
+        """Delete this run's older checkpoints: only folders holding our state file, or our own
+        half-written ``.tmp`` folders, so another tool's ``checkpoint-*`` folders are never touched."""
         for folder in self.path.glob(CHECKPOINT_PREFIX + "*"):
-            if folder.is_dir() and folder != keep:
+            ours = (folder / STATE_JSON_NAME).is_file() or folder.name.endswith(TMP_SUFFIX)
+            if folder.is_dir() and folder != keep and ours:
                 shutil.rmtree(folder)
 
     @staticmethod
