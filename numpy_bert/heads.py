@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import IGNORE_INDEX, BertConfig
+from .config import IGNORE_INDEX, BertConfig, read_id2label
 from .layers import Dropout, Linear, cross_entropy, log_softmax
 from .modeling import BertModel
-from .modeling_utils import BertPreTrainedModel, check_labels
+from .modeling_utils import BertPreTrainedModel, check_answer_positions, check_labels, check_regression_targets
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "BertForSequenceClassification",
     "BertForTokenClassification",
     "best_span",
-    "check_positions",
     "classifier_dropout_prob",
     "distillation_loss",
     "mse_loss",
@@ -52,14 +51,10 @@ def with_labels(config: BertConfig, num_labels: int | None = None, id2label: dic
     config's names only if there are that many of them.
     """
     if id2label is not None:
-        id2label = {int(i): str(name) for i, name in id2label.items()}
-        if sorted(id2label) != list(range(len(id2label))):
-            raise ValueError(f"id2label must map 0..n-1 to names, got keys {sorted(id2label)}")
-        return config.replace(num_labels=len(id2label), id2label=id2label)
+        id2label = {i: str(name) for i, name in read_id2label(id2label).items()}
+        return config.replace(num_labels=len(id2label), id2label=id2label)  # replace() validates
     if num_labels is None:
         return config
-    if num_labels < 1:
-        raise ValueError(f"num_labels must be >= 1, got {num_labels}")
     keep = config.id2label if config.id2label and len(config.id2label) == num_labels else None
     return config.replace(num_labels=num_labels, id2label=keep)
 
@@ -70,14 +65,6 @@ def classifier_dropout_prob(config: BertConfig) -> float:
 
 
 # ---- losses with their gradients --------------------------------------------------------------
-
-
-def check_positions(positions, batch: int, name: str) -> None:
-    """Answer positions: one integer per example (any value: :func:`span_loss` clamps them)."""
-    if tuple(positions.shape) != (batch,):
-        raise ValueError(f"{name} has shape {tuple(positions.shape)}, expected {(batch,)}")
-    if "int" not in str(positions.dtype):
-        raise ValueError(f"{name} must hold integers, got dtype {positions.dtype}")
 
 
 def mse_loss(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,10 +210,9 @@ class BertForSequenceClassification(_HeadModel):
     def loss(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         B = logits.shape[0]
         if self.config.num_labels == 1:
-            if tuple(labels.shape) != (B,):
-                raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B,)}")
+            check_regression_targets(labels, B)
             return mse_loss(logits, labels.astype(self.dtype).reshape(B, 1))
-        check_labels(labels, (B,), self.config.num_labels, "labels")
+        check_labels(labels, (B,), self.config.num_labels, "labels", require_labelled=self.training)
         return cross_entropy(logits, labels)
 
     def backward(self, grad_logits: np.ndarray | None = None) -> None:
@@ -264,7 +250,7 @@ class BertForTokenClassification(_HeadModel):
         if labels is not None:
             labels = np.asarray(labels)
             K = self.config.num_labels
-            check_labels(labels, logits.shape[:2], K, "labels")
+            check_labels(labels, logits.shape[:2], K, "labels", require_labelled=self.training)
             loss, d_logits = cross_entropy(logits.reshape(-1, K), labels.reshape(-1))
             self.loss_grads = (d_logits.reshape(logits.shape),)
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
@@ -299,10 +285,9 @@ class BertForQuestionAnswering(_HeadModel):
         logits = self.qa_outputs(encoded.last_hidden_state)  # (B, T, 2)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
-        if start_positions is not None and end_positions is not None:
-            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-                check_positions(np.asarray(positions), logits.shape[0], name)
-            loss, d_start, d_end = span_loss(start_logits, end_logits, start_positions, end_positions)
+        positions = [None if p is None else np.asarray(p) for p in (start_positions, end_positions)]
+        if check_answer_positions(*positions, logits.shape[0]):
+            loss, d_start, d_end = span_loss(start_logits, end_logits, *positions)
             self.loss_grads = (d_start, d_end)
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=encoded.hidden_states, attentions=encoded.attentions)

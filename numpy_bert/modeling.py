@@ -381,7 +381,7 @@ class BertForPreTraining(BertPreTrainedModel):
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         hidden = encoded.last_hidden_state  # (B, T, C)
         B, T, C = self.sequence_shape = hidden.shape
-        check_pretraining_labels(self.config, labels, next_sentence_label, B, T)
+        check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
         self.selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
         if self.selected is not None:
             hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
@@ -405,11 +405,13 @@ class BertForPreTraining(BertPreTrainedModel):
 # ---- what the readable and the fast model share: label gathering and the loss --------------------
 
 
-def check_pretraining_labels(config: BertConfig, labels, next_sentence_label, B: int, T: int) -> None:
+def check_pretraining_labels(config: BertConfig, labels, next_sentence_label, B: int, T: int,
+                             training: bool) -> None:
+    """MLM labels (B, T) and NSP labels (B,); in training, each with some position labelled (see check_labels)."""
     if labels is not None:
-        check_labels(labels, (B, T), config.vocab_size, "labels")
+        check_labels(labels, (B, T), config.vocab_size, "labels", require_labelled=training)
     if next_sentence_label is not None:
-        check_labels(next_sentence_label, (B,), 2, "next_sentence_label")
+        check_labels(next_sentence_label, (B,), 2, "next_sentence_label", require_labelled=training)
 
 
 def labelled_rows(labels: np.ndarray | None) -> np.ndarray | None:
@@ -425,7 +427,8 @@ def mlm_targets(labels: np.ndarray, selected: np.ndarray | None) -> np.ndarray:
 
 def masked_lm_loss(prediction_logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cross-entropy of the MLM logits (B, T, V) or (N, V) against their targets, and d_logits in their shape."""
-    loss, d_logits = cross_entropy(prediction_logits.reshape(len(targets), -1), targets)
+    vocab_size = prediction_logits.shape[-1]  # not -1: that cannot be inferred for N = 0 rows
+    loss, d_logits = cross_entropy(prediction_logits.reshape(len(targets), vocab_size), targets)
     return loss, d_logits.reshape(prediction_logits.shape)
 
 

@@ -7,11 +7,12 @@ name, so torch_bert uses the very same functions on tensors.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
-from .checkpoint import WEIGHTS_NAME, LoadingInfo, align_to_model, find_weights, load_tensors, save_tensors
+from .checkpoint import LoadingInfo, align_to_model, load_weights, save_model_files
 from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
@@ -21,15 +22,49 @@ def _is_integer(array) -> bool:
     return "int" in str(array.dtype)  # int8..int64, uint8, torch.int64, ...
 
 
+def _is_bool(array) -> bool:
+    return str(array.dtype).endswith("bool")  # numpy's bool, torch.bool
+
+
+def _is_real(array) -> bool:
+    return _is_integer(array) or "float" in str(array.dtype)  # float16..64, torch.bfloat16, ...
+
+
 def _first_bad(array, bad) -> str:
     """Describe the first offending element of ``array`` where the boolean ``bad`` holds."""
     bad = bad.cpu() if hasattr(bad, "cpu") else bad  # a torch tensor, maybe on a GPU
     index = tuple(int(i) for i in np.argwhere(np.asarray(bad))[0])
-    return f"{int(array[index])} at position {index}"
+    return f"{array[index].item()} at position {index}"
+
+
+def _check_shape(name: str, array, shape: tuple[int, ...], whose: str = ", expected") -> None:
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(array.shape)}{whose} {tuple(shape)}")
 
 
 def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_ids=None) -> None:
-    """Raise ValueError naming the problem with a batch of model inputs."""
+    """Raise ValueError naming the problem with a batch of model inputs.
+
+    ``attention_mask`` holds 1 (attend) and 0 (padding), as bool or any integer dtype.
+    transformers also takes float masks, but a float mask is ambiguous: some code adds
+    masks to the scores (0 and -inf, as transformers' own 4-D masks), some multiplies
+    (1.0 and 0.0), and a 0.5 would here silently count as "attend". So floats are refused.
+    """
+    B, T = _check_input_ids(config, input_ids)
+    if attention_mask is not None:
+        _check_shape("attention_mask", attention_mask, (B, T), " but input_ids has")
+        _check_attention_mask(attention_mask)
+    if token_type_ids is not None:
+        _check_shape("token_type_ids", token_type_ids, (B, T), " but input_ids has")
+        if not _is_integer(token_type_ids):
+            raise ValueError(f"token_type_ids must hold integers, got dtype {token_type_ids.dtype}")
+        bad = (token_type_ids < 0) | (token_type_ids >= config.type_vocab_size)
+        if bool(bad.any()):
+            raise ValueError(f"token_type_ids values must lie in [0, {config.type_vocab_size}); "
+                             f"found {_first_bad(token_type_ids, bad)}")
+
+
+def _check_input_ids(config: BertConfig, input_ids) -> tuple[int, int]:
     if not _is_integer(input_ids):
         raise ValueError(f"input_ids must hold integers, got dtype {input_ids.dtype}")
     if len(input_ids.shape) != 2 or input_ids.shape[1] == 0:
@@ -37,35 +72,68 @@ def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_
                          f"got {tuple(input_ids.shape)}")
     B, T = input_ids.shape
     if T > config.max_position_embeddings:
-        raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
+        raise ValueError(f"input_ids: sequence length {T} exceeds max_position_embeddings "
                          f"({config.max_position_embeddings}): truncate the input")
     bad = (input_ids < 0) | (input_ids >= config.vocab_size)
     if bool(bad.any()):
         raise ValueError(f"input_ids must lie in [0, vocab_size={config.vocab_size}); "
                          f"found {_first_bad(input_ids, bad)}")
-    for name, array, limit in (("attention_mask", attention_mask, 2),
-                               ("token_type_ids", token_type_ids, config.type_vocab_size)):
-        if array is None:
-            continue
-        if tuple(array.shape) != (B, T):
-            raise ValueError(f"{name} has shape {tuple(array.shape)} but input_ids has {(B, T)}")
-        if name == "token_type_ids" and not _is_integer(array):
-            raise ValueError(f"token_type_ids must hold integers, got dtype {array.dtype}")
-        bad = (array < 0) | (array >= limit)
-        if bool(bad.any()):
-            raise ValueError(f"{name} values must lie in [0, {limit}); found {_first_bad(array, bad)}")
+    return B, T
 
 
-def check_labels(labels, shape: tuple[int, ...], num_classes: int, name: str) -> None:
-    """Labels are class indices in [0, num_classes) or IGNORE_INDEX (-100), in the given shape."""
-    if tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
+def _check_attention_mask(attention_mask) -> None:
+    if not (_is_bool(attention_mask) or _is_integer(attention_mask)):
+        raise ValueError(f"attention_mask must hold 0 and 1 as bool or integers, got dtype {attention_mask.dtype} "
+                         f"(a float mask is ambiguous: added to the scores, or multiplied?)")
+    bad = (attention_mask != 0) & (attention_mask != 1)
+    if bool(bad.any()):
+        raise ValueError(f"attention_mask values must be 0 (padding) or 1 (attend); "
+                         f"found {_first_bad(attention_mask, bad)}")
+
+
+def check_labels(labels, shape: tuple[int, ...], num_classes: int, name: str, require_labelled: bool = False) -> None:
+    """Labels are class indices in [0, num_classes) or IGNORE_INDEX (-100), in the given shape.
+
+    ``require_labelled`` (models pass their training flag): some label must not be -100.
+    A mean loss over no label is 0/0, NaN in torch and transformers, and would stop a run
+    with a misleading "diverged". Evaluation loops may meet such a batch (a tagging batch
+    whose words were all truncated) and skip its loss, so there the NaN stays.
+    """
+    _check_shape(name, labels, shape)
     if not _is_integer(labels):
-        raise ValueError(f"{name} must hold integers, got dtype {labels.dtype}")
-    bad = ((labels < 0) | (labels >= num_classes)) & (labels != IGNORE_INDEX)
+        raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    labelled = labels != IGNORE_INDEX
+    bad = ((labels < 0) | (labels >= num_classes)) & labelled
     if bool(bad.any()):
         raise ValueError(f"{name} must lie in [0, {num_classes}) or be {IGNORE_INDEX} (ignored); "
                          f"found {_first_bad(labels, bad)}")
+    if require_labelled and not bool(labelled.any()):
+        raise ValueError(f"{name}: no position is labelled (all are {IGNORE_INDEX}), so the mean loss "
+                         f"is 0/0; give a training batch at least one label")
+
+
+def check_regression_targets(labels, batch: int, name: str = "labels") -> None:
+    """Regression targets (num_labels == 1): one finite number per example."""
+    _check_shape(name, labels, (batch,))
+    if not _is_real(labels):
+        raise ValueError(f"{name} must hold numbers (regression, num_labels == 1), got dtype {labels.dtype}")
+    bad = ~(abs(labels) < math.inf)  # nan and +-inf
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite; found {_first_bad(labels, bad)}")
+
+
+def check_answer_positions(start_positions, end_positions, batch: int) -> bool:
+    """Whether a span loss is asked for: both positions given, one integer per example (any value:
+    the span loss clamps them). Only one of them is a ValueError, not a silently missing loss."""
+    given = {name: positions for name, positions in (("start_positions", start_positions),
+                                                     ("end_positions", end_positions)) if positions is not None}
+    if len(given) == 1:
+        raise ValueError(f"the span loss needs both start_positions and end_positions; got only {next(iter(given))}")
+    for name, positions in given.items():
+        _check_shape(name, positions, (batch,))
+        if not _is_integer(positions):
+            raise ValueError(f"{name} must hold integer token positions, got dtype {positions.dtype}")
+    return bool(given)
 
 
 def has_padding(attention_mask) -> bool:
@@ -173,7 +241,7 @@ class BertPreTrainedModel(Module):
 
     def load_pretrained_weights(self, directory: str | os.PathLike) -> LoadingInfo:
         """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
-        tensors = load_tensors(find_weights(directory))
+        tensors = load_weights(directory)
         params = dict(self.named_parameters())
         aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights)
         for name, array in aligned.items():
@@ -181,8 +249,6 @@ class BertPreTrainedModel(Module):
         return info
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json and model.safetensors (tied aliases omitted, as transformers does)."""
-        os.makedirs(directory, exist_ok=True)
-        save_tensors(os.path.join(directory, WEIGHTS_NAME), self.state_dict())
+        """Write config.json and model.safetensors as one unit (tied aliases omitted, as transformers does)."""
         extra = {**self.config.extra, "architectures": [type(self).__name__]}
-        self.config.replace(extra=extra).save_pretrained(directory)
+        save_model_files(directory, self.config.replace(extra=extra).to_dict(), self.state_dict())

@@ -51,7 +51,8 @@ def train_both(out: Path, init: Path, args: argparse.Namespace) -> dict[str, lis
         options = ["train", "--out", str(run), "--init-from", str(init), "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--dropout", "0",
                    "--lr", "1e-3", "--warmup", "0.1", "--log-every", "10", "--eval-every", str(args.steps // 3),
-                   "--eval-batches", "8", "--checkpoint-every", str(args.steps), "--seed", str(args.seed)]
+                   "--eval-batches", "8", "--checkpoint-every", str(args.steps), "--seed", str(args.seed),
+                   "--overwrite-output-dir"]  # a second `make demo` starts these runs afresh
         if name == "torch_bert":
             options += ["--device", "cpu"]
         status = cli_main(options, backend)

@@ -107,12 +107,13 @@ def test_args_json_round_trip(run_folder, args):
 
 
 def test_an_old_args_json_loads(old_train_args):
+    newer = {"overwrite_output_dir": False}  # options added since: the same keys, and new ones at their defaults
     args = TrainingArguments.from_dict(old_train_args)
-    assert args.to_dict() == {**old_train_args, "device": None, "precision": "fp32"}  # the same keys, and new ones
+    assert args.to_dict() == {**old_train_args, "device": None, "precision": "fp32", **newer}
     torch_args = {k: v for k, v in old_train_args.items() if k != "fast"} | {"device": "cpu", "precision": "bf16"}
-    assert TrainingArguments.from_dict(torch_args).to_dict() == {**torch_args, "fast": False}
+    assert TrainingArguments.from_dict(torch_args).to_dict() == {**torch_args, "fast": False, **newer}
     finetuning = FinetuningArguments.from_dict(OLD_FINETUNE_ARGS)
-    assert finetuning.to_dict() == {**OLD_FINETUNE_ARGS, "fast": False}
+    assert finetuning.to_dict() == {**OLD_FINETUNE_ARGS, "fast": False, **newer}
 
 
 def test_unknown_key_is_refused(old_train_args):
@@ -229,8 +230,13 @@ def test_the_run_folder_decides(tmp_path, old_train_args):
     assert args.for_run_folder(resume=False) is args
     with pytest.raises(ValueError, match=r"nothing to resume: .* holds no run"):
         args.for_run_folder(resume=True)
-    run.write_args(old_train_args)
-    with pytest.raises(ValueError, match="already holds a run"):
+    run.write_args(old_train_args)  # a run folder, but without the marker that says it is ours
+    with pytest.raises(ValueError, match=r"holds files this project did not write \(args\.json\)"):
+        args.for_run_folder(resume=False)
+    with pytest.raises(ValueError, match=r"has no numpy_bert_run\.json saying it is a train run"):
+        args.for_run_folder(resume=True)
+    run.claim("train", "numpy_bert", overwrite_output_dir=True, resume=True)  # adopt it
+    with pytest.raises(ValueError, match=r"already holds a train run .* continue it with --resume"):
         args.for_run_folder(resume=False)
     resumed = args.for_run_folder(resume=True, explicit={"out"})
     assert resumed.steps == 1 and resumed.out == str(run.path)

@@ -408,7 +408,7 @@ def test_run_folder_is_not_overwritten(tmp_path, pretrained, data, capsys):
     out = tmp_path / "run"
     assert finetune_main(finetune_args("tag", pretrained, data, out)) == 0
     assert finetune_main(finetune_args("tag", pretrained, data, out)) == 2
-    assert "already holds a fine-tuning run" in capsys.readouterr().err
+    assert "already holds a finetune run" in capsys.readouterr().err
 
 
 def test_demo_data_command(tmp_path, capsys, monkeypatch):

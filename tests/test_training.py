@@ -9,6 +9,7 @@ fill-mask, reading each other's folders and a transformers folder); argument err
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -153,14 +154,17 @@ def test_resume_is_bitwise_identical(tmp_path, tiny_args, straight_run, monkeypa
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-8"]
 
 
-def test_crash_while_writing_a_checkpoint(tmp_path, tiny_args, straight_run, monkeypatch):
+def test_failed_write_of_a_checkpoint(tmp_path, tiny_args, straight_run, monkeypatch, capsys):
     run = tmp_path / "run"
-    with monkeypatch.context() as patch:  # the second checkpoint (step 6) dies half-written
+    with monkeypatch.context() as patch:  # the second checkpoint (step 6) fails half-written: a full disk
         pretraining = sys.modules["numpy_bert.training.pretraining"]
-        fail_on_call(patch, pretraining, "save_tensors", 2, OSError("disk unplugged"))
-        with pytest.raises(OSError, match="disk unplugged"):
-            main(tiny_args(run, *RESUME_OPTIONS))
-    assert (run / "checkpoint-6.tmp").is_dir(), "the half-written checkpoint should be left where it died"
+        fail_on_call(patch, pretraining, "save_tensors", 2,
+                     OSError(errno.ENOSPC, "No space left on device", str(run / "checkpoint-6.tmp")))
+        assert main(tiny_args(run, *RESUME_OPTIONS)) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python -m numpy_bert train: error: No space left on device: {run}/checkpoint-6.tmp; free some space; "
+        "the last checkpoint is intact: continue with --resume")
+    assert not (run / "checkpoint-6.tmp").exists(), "the half-written checkpoint is cleared away"
     latest = RunFolder(run).latest_checkpoint()
     assert latest.name == "checkpoint-3"
     model = BertForPreTraining.from_pretrained(latest)
@@ -351,7 +355,7 @@ def test_bad_inputs(tmp_path, tiny_args, runs, capsys):
 
     assert "does not exist" in error(tiny_args(tmp_path / "a", corpus=str(tmp_path / "missing.txt")))
     assert not (tmp_path / "a" / "args.json").exists(), "a failed start must not leave a run to --resume"
-    assert "already holds a run" in error(tiny_args(runs["numpy_bert"]))
+    assert "already holds a train run" in error(tiny_args(runs["numpy_bert"]))
     assert "nothing to resume" in error(["train", "--out", str(tmp_path / "empty"), "--resume"])
     assert "--lr 0.5 (the run has 0.001)" in error(["train", "--out", str(runs["numpy_bert"]), "--resume",
                                                      "--lr", "0.5"])

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import IGNORE_INDEX, BertConfig
-from numpy_bert.heads import best_span, check_positions, classifier_dropout_prob, with_labels
+from numpy_bert.heads import best_span, classifier_dropout_prob, with_labels
+from numpy_bert.modeling_utils import check_answer_positions, check_regression_targets
 from numpy_bert.outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from .layers import Dropout
@@ -85,11 +86,10 @@ class BertForSequenceClassification(_HeadModel):
         if labels is not None:
             B = logits.shape[0]
             if self.config.num_labels == 1:
-                if tuple(labels.shape) != (B,):
-                    raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B,)}")
+                check_regression_targets(labels, B)
                 loss = F.mse_loss(logits[:, 0], labels.to(logits.dtype))
             else:
-                check_labels(labels, (B,), self.config.num_labels, "labels")
+                check_labels(labels, (B,), self.config.num_labels, "labels", require_labelled=self.training)
                 loss = F.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
                                         attentions=encoded.attentions)
@@ -117,7 +117,7 @@ class BertForTokenClassification(_HeadModel):
         loss = None
         if labels is not None:
             K = self.config.num_labels
-            check_labels(labels, tuple(logits.shape[:2]), K, "labels")
+            check_labels(labels, tuple(logits.shape[:2]), K, "labels", require_labelled=self.training)
             loss = F.cross_entropy(logits.reshape(-1, K), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
                                      attentions=encoded.attentions)
@@ -143,9 +143,7 @@ class BertForQuestionAnswering(_HeadModel):
         logits = self.qa_outputs(encoded.last_hidden_state)  # (B, T, 2)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
-        if start_positions is not None and end_positions is not None:
-            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-                check_positions(positions, logits.shape[0], name)
+        if check_answer_positions(start_positions, end_positions, logits.shape[0]):
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=encoded.hidden_states, attentions=encoded.attentions)

@@ -302,7 +302,7 @@ class BertForPreTraining(BertPreTrainedModel):
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         hidden = encoded.last_hidden_state  # (B, T, C)
         B, T, C = hidden.shape
-        check_pretraining_labels(self.config, labels, next_sentence_label, B, T)
+        check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
         selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
         if selected is not None:
             hidden = hidden.reshape(B * T, C)[selected]  # (N, C)

@@ -16,9 +16,9 @@ from numpy_bert.checkpoint import (
     WEIGHTS_NAME,
     LoadingInfo,
     align_to_model,
-    find_weights,
-    load_tensors,
-    save_tensors,
+    check_finite,
+    load_weights,
+    save_model_files,
 )
 from numpy_bert.config import BertConfig
 from numpy_bert.layers import KeyedMasks
@@ -99,6 +99,10 @@ class BertPreTrainedModel(nn.Module):
         return next(self.parameters()).device
 
     def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        for name, value in (("input_ids", input_ids), ("attention_mask", attention_mask),
+                            ("token_type_ids", token_type_ids)):
+            if value is not None and not isinstance(value, torch.Tensor):  # the shared checks take arrays too
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         check_inputs(self.config, input_ids, attention_mask, token_type_ids)
@@ -125,12 +129,10 @@ class BertPreTrainedModel(nn.Module):
         return info
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json and model.safetensors, in the same layout numpy_bert and transformers use."""
-        os.makedirs(directory, exist_ok=True)
+        """Write config.json and model.safetensors as one unit, in the layout numpy_bert and transformers use."""
         tensors = {name: p.detach().cpu().numpy() for name, p in self.named_parameters()}
-        save_tensors(os.path.join(directory, WEIGHTS_NAME), tensors)
         extra = {**self.config.extra, "architectures": [type(self).__name__]}
-        self.config.replace(extra=extra).save_pretrained(directory)
+        save_model_files(directory, self.config.replace(extra=extra).to_dict(), tensors)
 
 
 def _read_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -141,5 +143,7 @@ def _read_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
             state = torch.load(legacy, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for corrupt or unsafe files
             raise ValueError(f"{legacy} could not be read as plain tensors ({err})") from err
-        return {name: t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy() for name, t in state.items()}
-    return load_tensors(find_weights(directory))
+        tensors = {name: t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy() for name, t in state.items()}
+        check_finite(tensors, legacy)
+        return tensors
+    return load_weights(directory)

@@ -50,6 +50,13 @@ def decay_factor(text: str) -> float:
     return _checked(float(text), DECAY_FACTOR, text)
 
 
+def add_overwrite_argument(group) -> None:
+    """transformers' --overwrite-output-dir: the one way to write into a folder that is not a new run's."""
+    group.add_argument("--overwrite-output-dir", action="store_true",
+                       help="write into --out even though it holds another tool's files, a model, or an earlier "
+                            "run (started afresh); only files of the names this command writes are replaced")
+
+
 def add_optimizer_arguments(group) -> None:
     """AdamW's learning rate, warm-up, weight decay, layer-wise decay and clipping (numpy_bert/optim.py)."""
     group.add_argument("--lr", type=positive_float, help="peak learning rate")

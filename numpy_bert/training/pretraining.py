@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import WEIGHTS_NAME, load_tensors, named_model_dir, save_tensors
+from ..checkpoint import load_weights, named_model_dir, save_tensors
 from ..config import PRESETS, BertConfig
 from ..data.corpus import Corpus, load_corpus, load_default_corpus
 from ..data.masking import MaskingCollator
@@ -253,7 +253,7 @@ class NumpyBackend:
 
     def load_model(self, folder: str | os.PathLike) -> None:
         """Exactly the saved weights (names and shapes must match: this is a resume, not a transfer)."""
-        self.model.load_state_dict(load_tensors(Path(folder) / WEIGHTS_NAME))
+        self.model.load_state_dict(load_weights(folder))
 
     def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(tensors, JSON scalars): AdamW's moments and counters, and the dropout generator."""
@@ -325,6 +325,8 @@ class Trainer:
         self.is_main_process = getattr(backend_cls, "is_main_process", lambda: True)()
         self.run = RunFolder(args.out)
         train_corpus, validation_corpus = load_corpus_splits(args.corpus)
+        if self.is_main_process:  # before the first file is written; the others only read (for_run_folder)
+            self.run.claim("train", backend_cls.name, args.overwrite_output_dir, resume)
         self.corpus_name = train_corpus.name
         self.tokenizer = self._tokenizer(train_corpus)
         self.stream = training_stream(train_corpus, self.tokenizer, args)

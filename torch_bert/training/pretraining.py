@@ -26,13 +26,12 @@ import contextlib
 import math
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from numpy_bert.checkpoint import WEIGHTS_NAME, load_tensors
+from numpy_bert.checkpoint import load_weights
 from numpy_bert.config import BertConfig
 from numpy_bert.nn import check_state_dict
 from numpy_bert.training.arguments import BackendOptions, Options, TrainingArguments
@@ -161,7 +160,7 @@ class TorchBackend:
 
     def load_model(self, folder: str | os.PathLike) -> None:
         """Exactly the saved weights (names and shapes must match: this is a resume, not a transfer)."""
-        tensors = load_tensors(Path(folder) / WEIGHTS_NAME)
+        tensors = load_weights(folder)
         params = dict(self.model.named_parameters())  # tied weights once, as saved
         check_state_dict(tensors, {n: tuple(p.shape) for n, p in params.items()}, np.shape)
         with torch.no_grad():
