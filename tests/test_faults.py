@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -54,6 +55,16 @@ def train_args(out: Path, corpus: str, micro_config: str, *extra: str) -> list[s
 def trained_run(tmp_path_factory, corpus, micro_config) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
     assert main(train_args(run, corpus, micro_config)) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, corpus, micro_config) -> Path:
+    """A 3-step run as a crash during its last step leaves it: the latest checkpoint is step 2's."""
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    assert main(train_args(run, corpus, micro_config, "--steps", "2")) == 0
+    args = RunFolder(run).read_args()
+    RunFolder(run).write_args({**args, "steps": 3})  # as if the run had been meant to go one step further
     return run
 
 
@@ -399,6 +410,7 @@ def test_non_finite_weights_are_refused_by_name(tmp_path, trained_run, backend, 
     (["compare", "{run}", "--out", "{run}/args.json/compare.png"],
      "File exists: {run}/args.json; a file of that name is in the way"),
     (["eval", "{tmp}/nowhere"], "does not exist"),
+    (["fill-mask", "minilm", "A [MASK]."], "has no masked-LM head (no cls.predictions.* tensors)"),
 ])
 def test_command_line_failures_are_one_line(tmp_path, trained_run, argv, message, capsys):
     fill = {"tmp": str(tmp_path), "run": str(trained_run)}
@@ -406,6 +418,14 @@ def test_command_line_failures_are_one_line(tmp_path, trained_run, argv, message
     assert main(argv) == 2
     line = error_line(capsys)
     assert line.startswith(f"python -m numpy_bert {argv[0]}: error: ") and message.format(**fill) in line
+
+
+@pytest.mark.parametrize("argv", [["similarity", "minilm", "q", "a", "--top-k", "-1"],
+                                  ["embed", "minilm", "a", "--batch-size", "0"]])
+def test_embedding_options_are_checked(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "must be a positive integer" in error_line(capsys)
 
 
 def test_compare_refuses_a_finetuning_run(tmp_path, trained_run, capsys):
@@ -441,6 +461,60 @@ def test_damaged_model_files_end_in_one_line(tmp_path_factory, trained_run, name
     if status == 2:
         lines = [line for line in captured.err.splitlines() if line.strip()]
         assert lines[0].startswith("python -m numpy_bert fill-mask: error: "), captured.err
+
+
+RUN_STATE_FILES = ("args.json", "latest", "metrics.jsonl", "numpy_bert_run.json", "checkpoint-2/training_state.json",
+                   "checkpoint-2/training_state.safetensors", "checkpoint-2/model.safetensors")
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(RUN_STATE_FILES), cut=st.floats(0, 1),
+       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4))
+def test_damaged_run_files_end_in_one_line(tmp_path_factory, interrupted_run, name, cut, flips, capsys):
+    """The same for ``train --resume`` and the files of a run folder."""
+    run = tmp_path_factory.mktemp("damaged-run") / "run"
+    shutil.copytree(interrupted_run, run)
+    data = bytearray((run / name).read_bytes())
+    data = data[: max(1, round(len(data) * (1 - cut / 2)))]
+    for where, value in flips:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    (run / name).write_bytes(bytes(data))
+    status = main(["train", "--out", str(run), "--resume", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert status in (0, 2), status
+    if status == 2:
+        assert captured.err.splitlines()[-1].startswith("python -m numpy_bert train: error: "), captured.err
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                          max_size=3), max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["args.json", "checkpoint-2/training_state.json", "numpy_bert_run.json"]),
+       choice=st.integers(0, 10**6), nested=st.booleans(), value=JSON_VALUES)
+def test_valid_json_of_the_wrong_shape_ends_in_one_line(tmp_path_factory, interrupted_run, name, choice, nested,
+                                                        value, capsys):
+    """A run file that is valid JSON with one value changed to anything (a hand edit, another
+    version): ``train --resume`` works or says which file is wrong, in one line."""
+    run = tmp_path_factory.mktemp("reshaped-run") / "run"
+    shutil.copytree(interrupted_run, run)
+    data = json.loads((run / name).read_text())
+    target = data
+    keys = sorted(target)
+    if nested and isinstance(target[keys[choice % len(keys)]], dict) and target[keys[choice % len(keys)]]:
+        target = target[keys[choice % len(keys)]]
+        keys = sorted(target)
+    target[keys[choice % len(keys)]] = value
+    (run / name).write_text(json.dumps(data))
+    status = main(["train", "--out", str(run), "--resume", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert status in (0, 2), status
+    if status == 2:
+        assert captured.err.splitlines()[-1].startswith("python -m numpy_bert train: error: "), captured.err
 
 
 def test_deeply_nested_json_is_one_line(tmp_path, trained_run, capsys):

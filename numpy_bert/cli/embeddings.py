@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from ..pipelines.sentence_embeddings import SentenceEncoder
+from .arguments import positive_int
 
 
 def add_embedding_commands(commands, formatter) -> dict:
@@ -29,9 +30,9 @@ def add_embedding_commands(commands, formatter) -> dict:
     similarity.add_argument("texts", nargs="*", help="sentences to rank")
     for parser in (embed, similarity):
         parser.add_argument("--file", help="also read sentences from this UTF-8 file, one per line")
-        parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
+        parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per forward pass")
     embed.add_argument("--out", help="write the vectors to a .npy or .json file (default: JSON on stdout)")
-    similarity.add_argument("--top-k", type=int, default=None, help="print only the k most similar")
+    similarity.add_argument("--top-k", type=positive_int, default=None, help="print only the k most similar")
     return {"embed": embed, "similarity": similarity}
 
 

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..checkpoint import named_model_dir
 from ..config import PRESETS
 from ..pipelines.fill_mask import fill_mask, format_fill_mask
 from ..text.tokenization import BertTokenizer
@@ -215,7 +216,7 @@ def _run_arguments(folder: Path) -> dict:
 
 def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> int:
     """Held-out metrics of a model folder, on the validation split of the run's corpus."""
-    folder = Path(args.run)
+    folder = Path(named_model_dir(args.run))
     saved = _run_arguments(folder)
     tokenizer = BertTokenizer.from_pretrained(folder)
     loaded = backend.from_pretrained(folder, options)
@@ -234,7 +235,7 @@ def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> 
 
 
 def fill_mask_command(args: argparse.Namespace, options: BackendOptions, backend) -> int:
-    folder = Path(args.run)
+    folder = Path(named_model_dir(args.run))
     tokenizer = BertTokenizer.from_pretrained(folder)
     loaded = backend.from_pretrained(folder, options)
     predictions = fill_mask(loaded.predict, tokenizer, args.text, args.top_k,
@@ -333,8 +334,8 @@ def main(argv: Sequence[str] | None = None, backend=None) -> int:
             sub[args.command].error(str(err))
     try:
         return run_command(args, options, argv, sub, backend)
-    except ValueError as err:
-        print(f"{prefix}: error: {err}", file=sys.stderr)
+    except ValueError as err:  # a message that lists several problems, one per line, becomes one line
+        print(f"{prefix}: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
     except OSError as err:
         print(f"{prefix}: error: {describe_os_error(err, args.command)}", file=sys.stderr)
     except TrainingDiverged as err:

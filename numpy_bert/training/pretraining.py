@@ -39,6 +39,7 @@ arithmetic in the same order when given the same numbers.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import load_weights, named_model_dir, save_tensors
+from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, save_tensors
 from ..config import PRESETS, BertConfig
 from ..data.corpus import Corpus, load_corpus, load_default_corpus
 from ..data.masking import MaskingCollator
@@ -164,6 +165,31 @@ def lr_schedule(warmup: float, steps: int) -> LinearWarmupDecay:
     return LinearWarmupDecay(round(warmup * steps) if warmup < 1 else int(warmup), steps)
 
 
+def check_same_structure(saved: Any, expected: Any, where: str) -> None:
+    """TypeError unless ``saved`` has the keys, lengths and value types of ``expected`` (a JSON state
+    that this run would write), so that a damaged or hand-edited state file is refused up front."""
+    if isinstance(expected, dict):  # an empty one is a table filled as training goes (AdamW's step counts)
+        if not isinstance(saved, dict) or (expected and saved.keys() != expected.keys()):
+            raise TypeError(f"{where or 'the state'} should have the keys {sorted(expected)}")
+        for key in expected:
+            check_same_structure(saved[key], expected[key], f"{where}.{key}".lstrip("."))
+    elif isinstance(expected, list):
+        if not isinstance(saved, list) or len(saved) != len(expected):
+            raise TypeError(f"{where} should be a list of {len(expected)}")
+        for i, (a, b) in enumerate(zip(saved, expected)):
+            check_same_structure(a, b, f"{where}[{i}]")
+    elif expected is not None and not (type(saved) is type(expected) or (type(expected) is float
+                                                                          and type(saved) is int)):
+        raise TypeError(f"{where} should be a {type(expected).__name__}, not {saved!r}")
+
+
+def check_masked_lm_head(info: LoadingInfo, folder: str | os.PathLike) -> None:
+    """Refuse a model whose MLM head would be freshly initialised: its predictions would be random."""
+    if any(name.startswith("cls.predictions.") for name in info.missing_keys):
+        raise ValueError(f"{os.fspath(folder)} has no masked-LM head (no cls.predictions.* tensors): its predictions "
+                         "would come from random weights; pre-train it first (train --init-from MODEL)")
+
+
 def mean_losses(per_batch: list[tuple[float, float, float]]) -> dict[str, float]:
     """Mean (loss, mlm_loss, nsp_loss) over micro-batches, as Python floats."""
     return {key: sum(row[i] for row in per_batch) / len(per_batch)
@@ -208,8 +234,10 @@ class NumpyBackend:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> NumpyBackend:
-        """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
-        return cls(_model_class(options).from_pretrained(folder, dtype=np.float32))
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head."""
+        model, info = _model_class(options).from_pretrained(folder, dtype=np.float32, output_loading_info=True)
+        check_masked_lm_head(info, folder)
+        return cls(model)
 
     # ---- one training step ------------------------------------------------------------
 
@@ -463,13 +491,12 @@ class Trainer:
         self.tokenizer.save_pretrained(folder)
         tensors, scalars = self.backend.training_state()
         save_tensors(folder / STATE_TENSORS_NAME, tensors)
-        write_json(folder / STATE_JSON_NAME, {
-            "step": self.step,
-            "backend": self.backend.name,
-            "data_stream": self.stream.state_dict(),
-            "metrics_window": asdict(self.window),
-            "backend_state": scalars,
-        })
+        write_json(folder / STATE_JSON_NAME, self._state_json(scalars))
+
+    def _state_json(self, backend_state: dict[str, Any]) -> dict[str, Any]:
+        """training_state.json: the step, where the data stream is, the logging window, the backend's RNGs."""
+        return {"step": self.step, "backend": self.backend.name, "data_stream": self.stream.state_dict(),
+                "metrics_window": asdict(self.window), "backend_state": backend_state}
 
     def _restore(self) -> None:
         folder = self.run.latest_checkpoint()
@@ -479,18 +506,31 @@ class Trainer:
                 self.run.truncate_metrics(0)
             return
         state, tensors = RunFolder.read_checkpoint_state(folder)
-        if state["backend"] != self.backend.name:
-            raise ValueError(f"{folder} was written by {state['backend']}; resume it with "
-                             f"python -m {state['backend']} (the RNG states differ between backends)")
+        if state.get("backend") != self.backend.name:
+            raise ValueError(f"{folder} was written by {state.get('backend')}; resume it with "
+                             f"python -m {state.get('backend')} (the RNG states differ between backends)")
         self.backend.load_model(folder)
-        self.backend.load_training_state(tensors, state["backend_state"])
-        self.stream.load_state_dict(state["data_stream"])
-        self.window = MetricsWindow(**state["metrics_window"])
-        self.step = state["step"]
+        try:
+            self._load_state(state, tensors)
+        except (KeyError, TypeError, IndexError, ValueError) as err:  # a state file we did not write so
+            raise ValueError(f"{folder / STATE_JSON_NAME} does not hold a training state that this version can "
+                             f"resume ({type(err).__name__}: {err}); start afresh with --overwrite-output-dir") from err
         self.checkpoint_step = self.step
         if self.is_main_process:
             self.run.truncate_metrics(self.step)  # rows logged after the checkpoint will be logged again
         self._print(f"resuming {self.run.path} from step {self.step} ({folder.name})")
+
+    def _load_state(self, state: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+        """Everything of a checkpoint but the weights: optimizer, RNGs, data position, logging window."""
+        written = json.loads(json_bytes(self._state_json(self.backend.training_state()[1])))  # as JSON has it
+        check_same_structure(state, written, "")
+        step = state["step"]
+        if not 0 < step <= self.args.steps:
+            raise ValueError(f"step {step!r} is not a step of this run")
+        self.backend.load_training_state(tensors, state["backend_state"])
+        self.stream.load_state_dict(state["data_stream"])
+        self.window = MetricsWindow(**state["metrics_window"])
+        self.step = step
 
     def _print_header(self) -> None:
         params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())

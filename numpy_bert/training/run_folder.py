@@ -133,7 +133,8 @@ class RunFolder:
         if owner not in (None, command):
             raise ValueError(f"{self.path} holds a {owner} run of this project, not a {command} one; choose "
                              "another --out (or pass --overwrite-output-dir to write into it)")
-        others = sorted(entry.name for entry in os.scandir(self.path))
+        # Our own temporaries are not others' files: another process of a distributed run may be writing.
+        others = sorted(entry.name for entry in os.scandir(self.path) if not is_temporary_of(entry.name, RUN_FILES))
         if owner is None and others:
             shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
             raise ValueError(f"{self.path} holds files this project did not write ({shown}); choose a new or empty "
@@ -192,16 +193,17 @@ class RunFolder:
             f.write(json.dumps(row) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """All complete rows, in order (an unparsable line - a torn write - is skipped)."""
+        """All complete rows, in order. A line that is not a row (a torn write, a damaged byte) is skipped."""
         if not self.metrics_path.is_file():
             return []
         rows = []
-        with open(self.metrics_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue
+        for line in self.metrics_path.read_bytes().splitlines():
+            try:
+                row = json.loads(line)  # UTF-8 bytes, or a ValueError
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
         return rows
 
     def truncate_metrics(self, step: int) -> None:

@@ -35,7 +35,7 @@ from numpy_bert.checkpoint import load_weights
 from numpy_bert.config import BertConfig
 from numpy_bert.nn import check_state_dict
 from numpy_bert.training.arguments import BackendOptions, Options, TrainingArguments
-from numpy_bert.training.pretraining import lr_schedule, mean_losses
+from numpy_bert.training.pretraining import check_masked_lm_head, lr_schedule, mean_losses
 
 from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
@@ -99,8 +99,10 @@ class TorchBackend:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> TorchBackend:
-        """For evaluation and fill-mask: any folder with config.json + model.safetensors."""
-        return cls(BertForPreTraining.from_pretrained(folder), options.device, options.precision)
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head."""
+        model, info = BertForPreTraining.from_pretrained(folder, output_loading_info=True)
+        check_masked_lm_head(info, folder)
+        return cls(model, options.device, options.precision)
 
     # ---- one training step ------------------------------------------------------------
 
