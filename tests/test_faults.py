@@ -29,20 +29,8 @@ from numpy_bert.cli.main import main
 from numpy_bert.training.run_folder import RunFolder
 from torch_bert.training.pretraining import TorchBackend
 
-from .test_training import write_micro_config, write_tiny_corpus
-
 REPO = Path(__file__).resolve().parents[1]
 KILL_TRIALS = 24  # per kind of write; each is a fresh process killed at a random moment
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt"))
-
-
-@pytest.fixture(scope="module")
-def micro_config(tmp_path_factory) -> str:
-    return write_micro_config(tmp_path_factory.mktemp("config"))
 
 
 def train_args(out: Path, corpus: str, micro_config: str, *extra: str) -> list[str]:
@@ -438,29 +426,40 @@ def test_compare_refuses_a_finetuning_run(tmp_path, trained_run, capsys):
                                   "metrics.json and plots/")
 
 
+def damage(path: Path, cut: float, flips: list[tuple[float, int]]) -> None:
+    """Truncate ``path`` by up to half (``cut`` in [0, 1]) and set bytes at relative positions."""
+    data = bytearray(path.read_bytes())
+    data = data[: max(1, round(len(data) * (1 - cut / 2)))]  # keep at least half of it, often all
+    for where, value in flips:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    path.write_bytes(bytes(data))
+
+
+def assert_works_or_says_why(argv: list[str], capsys) -> None:
+    """The command succeeds, or fails with status 2 and its one-line error; never a traceback."""
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert status in (0, 2), status
+    if status == 2:
+        lines = [line for line in captured.err.splitlines() if line.strip()]
+        assert lines[-1].startswith(f"python -m numpy_bert {argv[0]}: error: "), captured.err
+
+
+DAMAGE = dict(cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4))
+
 # Hypothesis damages one file of a saved model folder (truncates it, or flips bytes); whatever
 # it does, fill-mask either works or ends in one line with status 2, and never a traceback.
 MODEL_FOLDER_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(MODEL_FOLDER_FILES), cut=st.floats(0, 1),
-       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4))
+@given(name=st.sampled_from(MODEL_FOLDER_FILES), **DAMAGE)
 def test_damaged_model_files_end_in_one_line(tmp_path_factory, trained_run, name, cut, flips, capsys):
     folder = tmp_path_factory.mktemp("damaged")
     shutil.copytree(trained_run, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*"))
-    data = bytearray((folder / name).read_bytes())
-    data = data[: max(1, round(len(data) * (1 - cut / 2)))]  # keep at least half of it, often all
-    for where, value in flips:
-        data[min(int(where * len(data)), len(data) - 1)] = value
-    (folder / name).write_bytes(bytes(data))
-    status = main(["fill-mask", str(folder), "A list is a [MASK]."])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert status in (0, 2), status
-    if status == 2:
-        lines = [line for line in captured.err.splitlines() if line.strip()]
-        assert lines[0].startswith("python -m numpy_bert fill-mask: error: "), captured.err
+    damage(folder / name, cut, flips)
+    assert_works_or_says_why(["fill-mask", str(folder), "A list is a [MASK]."], capsys)
 
 
 RUN_STATE_FILES = ("args.json", "latest", "metrics.jsonl", "numpy_bert_run.json", "checkpoint-2/training_state.json",
@@ -468,23 +467,13 @@ RUN_STATE_FILES = ("args.json", "latest", "metrics.jsonl", "numpy_bert_run.json"
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(RUN_STATE_FILES), cut=st.floats(0, 1),
-       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4))
+@given(name=st.sampled_from(RUN_STATE_FILES), **DAMAGE)
 def test_damaged_run_files_end_in_one_line(tmp_path_factory, interrupted_run, name, cut, flips, capsys):
     """The same for ``train --resume`` and the files of a run folder."""
     run = tmp_path_factory.mktemp("damaged-run") / "run"
     shutil.copytree(interrupted_run, run)
-    data = bytearray((run / name).read_bytes())
-    data = data[: max(1, round(len(data) * (1 - cut / 2)))]
-    for where, value in flips:
-        data[min(int(where * len(data)), len(data) - 1)] = value
-    (run / name).write_bytes(bytes(data))
-    status = main(["train", "--out", str(run), "--resume", "--no-progress"])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert status in (0, 2), status
-    if status == 2:
-        assert captured.err.splitlines()[-1].startswith("python -m numpy_bert train: error: "), captured.err
+    damage(run / name, cut, flips)
+    assert_works_or_says_why(["train", "--out", str(run), "--resume", "--no-progress"], capsys)
 
 
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats() | st.text(max_size=8),
@@ -509,12 +498,7 @@ def test_valid_json_of_the_wrong_shape_ends_in_one_line(tmp_path_factory, interr
         keys = sorted(target)
     target[keys[choice % len(keys)]] = value
     (run / name).write_text(json.dumps(data))
-    status = main(["train", "--out", str(run), "--resume", "--no-progress"])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert status in (0, 2), status
-    if status == 2:
-        assert captured.err.splitlines()[-1].startswith("python -m numpy_bert train: error: "), captured.err
+    assert_works_or_says_why(["train", "--out", str(run), "--resume", "--no-progress"], capsys)
 
 
 def test_deeply_nested_json_is_one_line(tmp_path, trained_run, capsys):

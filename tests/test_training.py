@@ -61,16 +61,6 @@ def write_micro_config(folder: Path) -> str:
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    return str(write_tiny_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt"))
-
-
-@pytest.fixture(scope="module")
-def micro_config(tmp_path_factory) -> str:
-    return write_micro_config(tmp_path_factory.mktemp("config"))
-
-
 def on_cpu(backend) -> list[str]:
     """torch_bert's option for the CPU: without it, a machine with a GPU would run these tests on CUDA."""
     return ["--device", "cpu"] if backend is TorchBackend else []

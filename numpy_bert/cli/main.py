@@ -342,6 +342,7 @@ def main(argv: Sequence[str] | None = None, backend=None) -> int:
         print(f"{prefix}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\n{prefix}: interrupted; continue a training run with --resume", file=sys.stderr)
+        resume = "; continue the run with --resume" if args.command == "train" else ""
+        print(f"\n{prefix}: interrupted{resume}", file=sys.stderr)
         return 130
     return 2
