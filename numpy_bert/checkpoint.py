@@ -10,6 +10,7 @@ right: a torn pair of files, or weights that are not finite.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -188,23 +189,65 @@ def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
 
 
-def read_json(path: str | os.PathLike):
-    """The JSON value in ``path``; a ValueError naming the file when it is not UTF-8 JSON."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
+def decode_text(raw: bytes, path: str | os.PathLike) -> str:
+    """``raw`` as UTF-8 text, with or without a byte-order mark (Excel and Notepad write one).
+
+    Anything else is a ValueError naming the file, the byte, its offset and its line:
+    the place a user can look at with a hex viewer or an editor. UTF-16 (Excel's
+    "Unicode Text") and binary files are named as such.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{os.fspath(path)} is not UTF-8 text: it starts with a UTF-16 byte-order mark; "
+                         f"save the file as UTF-8")
+    if b"\x00" in raw:  # valid UTF-8, but no one writes it in text: UTF-16 without a BOM, or binary
+        offset = raw.index(0)
+        raise ValueError(f"{os.fspath(path)} looks like a binary or UTF-16 file, not UTF-8 text: NUL byte at "
+                         f"offset {offset} (line {_line_at(raw, offset)})")
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
-                         f"JSON files are UTF-8") from None
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as err:  # err.start counts from ``start``: offsets are the file's own
+        offset = start + err.start
+        raise ValueError(f"{os.fspath(path)} is not UTF-8 text: byte {raw[offset]:#04x} at offset {offset} "
+                         f"(line {_line_at(raw, offset)}) cannot be decoded; save the file as UTF-8") from None
+
+
+def _line_at(raw: bytes, offset: int) -> int:
+    """The line number of byte ``offset``, lines ending as in read_lines ("\\r\\n", "\\r" or "\\n")."""
+    before = raw[:offset]
+    return before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path`` (see :func:`decode_text`)."""
+    with open(path, "rb") as f:
+        return decode_text(f.read(), path)
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file, split as Python's text mode splits them ("\\r\\n", "\\r" or "\\n").
+
+    Unlike str.splitlines(), a line may hold any other character, even U+2028.
+    """
+    text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    return text.removesuffix("\n").split("\n") if text else []
+
+
+def parse_json(text: str, where: str):
+    """The JSON value of ``text``; a ValueError that starts with ``where`` (a file, or file:line)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+        position = f"column {err.colno}" if err.lineno == 1 else f"line {err.lineno}, column {err.colno}"
+        raise ValueError(f"{where}: not valid JSON ({err.msg} at {position})") from None
     except RecursionError:  # the decoder recurses once per level of [ or {
-        raise ValueError(f"{path} is nested too deeply (arrays or objects inside each other "
+        raise ValueError(f"{where}: nested too deeply (arrays or objects inside each other "
                          f"beyond Python's recursion limit)") from None
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON value in ``path``; a ValueError naming the file when it is not UTF-8 JSON."""
+    return parse_json(read_text(path), os.fspath(path))
 
 
 def read_json_object(path: str | os.PathLike) -> dict:

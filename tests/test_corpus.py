@@ -295,7 +295,7 @@ def test_load_corpus_errors(tmp_path):
     with pytest.raises(ValueError, match=r"model\.bin.*binary.*offset 4"):
         load_corpus(tmp_path / "model.bin")
     (tmp_path / "latin1.txt").write_bytes("First line.\nCafé au lait.\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1\.txt is not UTF-8: byte 0xe9 at offset 15 \(line 2\)"):
+    with pytest.raises(ValueError, match=r"latin1\.txt is not UTF-8 text: byte 0xe9 at offset 15 \(line 2\)"):
         load_corpus(tmp_path / "latin1.txt")
     folder = tmp_path / "folder"
     folder.mkdir()

@@ -110,7 +110,8 @@ def test_blank_lines_keep_line_numbers(tmp_path):
 @pytest.mark.parametrize("task, text, message", [
     ("classify", 'text,label\n"one, two",a\n"multi\nline text",b\nthird\n', r"data\.csv:5: missing field 'label'"),
     ("classify", "text,label\nfine,a\ntoo,many,cells\n", r"data\.csv:3: more cells than the header has columns"),
-    ("classify", "text,category\nfine,a\n", r"data\.csv:2: missing field 'label'"),
+    ("classify", "text,category\nfine,a\n", r"data\.csv:1: the header has no 'label' column \(its columns: "
+                                           r"'text', 'category'\); a classify file needs text, label$"),
     ("tag", "tokens,tags\nCall os . path,O B-CODE I-CODE\n", r"data\.csv:2: 4 tokens but 3 tags"),
     ("qa", "question,context,answer\nq?,The context.,elsewhere\n", r"data\.csv:2: the answer 'elsewhere' does not"),
 ])

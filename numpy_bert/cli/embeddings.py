@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from ..checkpoint import read_lines
 from ..pipelines.sentence_embeddings import SentenceEncoder
 from .arguments import positive_int
 
@@ -39,8 +40,7 @@ def add_embedding_commands(commands, formatter) -> dict:
 def _sentences(args: argparse.Namespace) -> list[str]:
     sentences = list(args.texts)
     if args.file:
-        with open(args.file, encoding="utf-8") as f:
-            sentences += [line.rstrip("\n") for line in f if line.strip()]
+        sentences += [line for line in read_lines(args.file) if line.strip()]
     if not sentences:
         raise ValueError("no sentences: give them as arguments or with --file")
     return sentences

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, read_text
 
 logger = logging.getLogger("numpy_bert")
 
@@ -536,21 +536,7 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
 
 
 def _read_documents(path: Path, title: str) -> list[Document]:
-    return parse_documents(_read_utf8(path), title)
-
-
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise ValueError(f"{path} looks like a binary file (NUL byte at offset {data.index(0)}), not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path} is not UTF-8: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}) "
-            f"cannot be decoded; convert the file to UTF-8"
-        ) from err
+    return parse_documents(read_text(path), title)
 
 
 def parse_documents(text: str, title: str) -> list[Document]:

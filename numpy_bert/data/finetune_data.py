@@ -30,7 +30,7 @@ Encoding follows what transformers' fine-tuning scripts do:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import parse_json, read_lines, read_text
 from ..config import IGNORE_INDEX
 from ..text.tokenization import BertTokenizer, is_chinese_char, is_punctuation, truncate_longest_first
 
@@ -88,25 +89,25 @@ def read_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}, column {err.colno})") from None
+    for number, line in enumerate(read_lines(path), start=1):
+        if line.strip():
+            yield number, parse_json(line, f"{path}:{number}")
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        first_line = 2  # the header is line 1; a quoted field may span several lines
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))  # newline="": quoted fields keep theirs
+    first_line = 1  # of the row being read: the header, then each row (a quoted field may span lines)
+    try:
+        if reader.fieldnames is None:  # reads the header; None: an empty file
+            return
+        first_line = 2
         for row in reader:
             if None in row:
                 raise ValueError(f"{path}:{first_line}: more cells than the header has columns")
             yield first_line, row
             first_line = reader.line_num + 1
+    except csv.Error as err:  # a field beyond csv's size limit, a quote in the wrong place (strict)
+        raise ValueError(f"{path}:{first_line}: not a valid CSV row ({err})") from None
 
 
 def read_examples(path: str | os.PathLike, task: str) -> list[Example]:
@@ -119,10 +120,20 @@ def read_examples(path: str | os.PathLike, task: str) -> list[Example]:
         where = f"{path}:{number}"
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if is_csv and not examples:
+            _check_header(path, row, task)
         examples.append(PARSERS[task](row, where, is_csv))
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples
+
+
+def _check_header(path: str | os.PathLike, row: dict, task: str) -> None:
+    missing = [name for name in REQUIRED_FIELDS[task] if name not in row]
+    if missing:
+        raise ValueError(f"{path}:1: the header has no {' or '.join(map(repr, missing))} column "
+                         f"(its columns: {', '.join(map(repr, row))}); a {task} file needs "
+                         f"{', '.join(REQUIRED_FIELDS[task])}")
 
 
 def _field(row: dict, name: str, where: str, kind: type = str, optional: bool = False) -> Any:
@@ -153,6 +164,8 @@ def _word_list(row: dict, name: str, where: str, is_csv: bool) -> list[str]:
     for i, word in enumerate(words):
         if not isinstance(word, str) or not word.strip():
             raise ValueError(f"{where}: {name}[{i}] must be a non-empty string, got {word!r}")
+        if len(word.split()) > 1:  # it would become several words, all under one tag
+            raise ValueError(f"{where}: {name}[{i}] = {word!r} holds whitespace; give each word on its own")
     return words
 
 
@@ -176,6 +189,7 @@ def _qa_example(row: dict, where: str, is_csv: bool) -> Example:
 
 
 PARSERS = {"classify": _classify_example, "tag": _tag_example, "qa": _qa_example}
+REQUIRED_FIELDS = {"classify": ("text", "label"), "tag": ("tokens", "tags"), "qa": ("question", "context", "answer")}
 
 
 def label_list(examples: Sequence[Example], task: str) -> list[str]:
@@ -184,6 +198,9 @@ def label_list(examples: Sequence[Example], task: str) -> list[str]:
     labels = {label for example in examples for label in example.labels()}
     if task == "tag":
         return ["O", *sorted(labels - {"O"})]
+    if task == "classify" and len(labels) < 2:  # one output would make a regression head, as in transformers
+        source = examples[0].where.rpartition(":")[0]
+        raise ValueError(f"{source}: classification needs at least two labels, found only {', '.join(labels)!r}")
     return sorted(labels)
 
 

@@ -26,8 +26,7 @@ def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
     encoding = tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")
     input_ids = encoding["input_ids"]
     is_mask = input_ids == tokenizer.mask_token_id
-    if not is_mask.any():
-        raise ValueError(f"the text has no {tokenizer.mask_token} token to fill: {text!r}")
+    _check_masks_kept(tokenizer, text, int(is_mask.sum()), max_length)
     batch = {"input_ids": input_ids, "token_type_ids": encoding["token_type_ids"],
              "attention_mask": encoding["attention_mask"],
              # The model computes MLM logits where labels are set; the values themselves are unused.
@@ -36,6 +35,18 @@ def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
     probs = np.exp(log_softmax(mlm_logits))  # (masks, V)
     best = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]
     return [[(tokenizer.convert_ids_to_tokens(int(i)), float(p[i])) for i in row] for p, row in zip(probs, best)]
+
+
+def _check_masks_kept(tokenizer, text: str, kept: int, max_length: int) -> None:
+    """Every [MASK] of ``text`` must survive truncation: a lost one would silently get no prediction."""
+    ids = tokenizer(text)["input_ids"]
+    written = ids.count(tokenizer.mask_token_id)
+    if written == 0:
+        raise ValueError(f"the text has no {tokenizer.mask_token} token to fill: {text!r}")
+    if kept < written:
+        raise ValueError(f"{written - kept} of the text's {written} {tokenizer.mask_token} tokens lie beyond "
+                         f"{max_length} tokens (the text has {len(ids)}) and would be cut off: shorten the text "
+                         f"or put the {tokenizer.mask_token} nearer its start")
 
 
 def format_fill_mask(text: str, predictions: list[list[tuple[str, float]]]) -> str:

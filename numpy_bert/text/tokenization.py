@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, read_json_object, read_lines
 
 VOCAB_NAME = "vocab.txt"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
@@ -416,13 +416,10 @@ def read_vocab_file(path: str | os.PathLike) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"vocab file {path!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if not text.strip():
+    tokens = read_lines(path)  # split as transformers' load_vocab splits them
+    if not "".join(tokens).strip():
         raise ValueError(f"vocab file {path!r} is empty")
-    # Only "\n" ends a line (open() has turned "\r\n" into it): a token may hold any
-    # other character, even U+2028, which str.splitlines() would wrongly split on.
-    return text.removesuffix("\n").split("\n")
+    return tokens
 
 
 class BertTokenizer:
@@ -504,11 +501,16 @@ class BertTokenizer:
     def _read_config(path: str) -> dict[str, Any]:
         if not os.path.isfile(path):
             return {}
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
+        config = read_json_object(path)
         settings = {key: config[key] for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars",
                                                  "model_max_length", "clean_up_tokenization_spaces")
                     if key in config}
+        for key, value in settings.items():
+            if key == "model_max_length":
+                if not (type(value) is int and value > 0):  # type(): True is an int, but not a length
+                    raise ValueError(f"{path}: {key} must be a positive integer, got {value!r}")
+            elif not (isinstance(value, bool) or (key == "strip_accents" and value is None)):  # null: as lowercasing
+                raise ValueError(f"{path}: {key} must be true or false, got {value!r}")
         for key in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
             value = config.get(key)
             if isinstance(value, dict):  # a serialized AddedToken
