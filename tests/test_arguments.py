@@ -108,10 +108,11 @@ def test_args_json_round_trip(run_folder, args):
 
 def test_an_old_args_json_loads(old_train_args):
     newer = {"overwrite_output_dir": False}  # options added since: the same keys, and new ones at their defaults
+    newer_in_train = {**newer, "mlm_probability": 0.15}
     args = TrainingArguments.from_dict(old_train_args)
-    assert args.to_dict() == {**old_train_args, "device": None, "precision": "fp32", **newer}
+    assert args.to_dict() == {**old_train_args, "device": None, "precision": "fp32", **newer_in_train}
     torch_args = {k: v for k, v in old_train_args.items() if k != "fast"} | {"device": "cpu", "precision": "bf16"}
-    assert TrainingArguments.from_dict(torch_args).to_dict() == {**torch_args, "fast": False, **newer}
+    assert TrainingArguments.from_dict(torch_args).to_dict() == {**torch_args, "fast": False, **newer_in_train}
     finetuning = FinetuningArguments.from_dict(OLD_FINETUNE_ARGS)
     assert finetuning.to_dict() == {**OLD_FINETUNE_ARGS, "fast": False, **newer}
 
@@ -156,7 +157,8 @@ def test_paths_become_absolute(micro_config, tmp_path, monkeypatch):
     (dict(dropout=1.0), "--dropout must be in [0, 1), got 1.0"),
     (dict(layerwise_lr_decay=0), "--layerwise-lr-decay must be in (0, 1], got 0"),
     (dict(masking="random"), "--masking must be one of dynamic, static, whole-word, span, got 'random'"),
-    (dict(task="mlm"), "--task must be one of nsp, sop, got 'mlm'"),
+    (dict(task="mlm-only"), "--task must be one of nsp, sop, mlm, got 'mlm-only'"),
+    (dict(mlm_probability=0), "--mlm-probability must be in (0, 1), got 0"),
     (dict(dtype="float16"), "--dtype must be one of float32, float64, got 'float16'"),
     (dict(config="huge"),
      f"--config 'huge' is neither a preset ({', '.join(PRESETS)}) nor a folder with a config.json"),

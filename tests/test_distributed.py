@@ -28,9 +28,10 @@ import torch.distributed as dist
 
 from numpy_bert.checkpoint import load_tensors
 from numpy_bert.cli.main import main
+from numpy_bert.training.pretraining import computed_rows
 from numpy_bert.training.run_folder import RunFolder
 from parity_tests.compare import assert_close
-from tests.test_training import without_timings, write_micro_config, write_tiny_corpus
+from tests.test_training import write_micro_config, write_tiny_corpus
 from torch_bert.training.distributed import DistributedTorchBackend, Launch, shard
 from torch_bert.training.pretraining import TorchBackend
 
@@ -122,7 +123,7 @@ def train_args(tmp_path_factory):
 
 def assert_same_rows(actual: list[dict], expected: list[dict]) -> None:
     """The same rows (split, step, counts), with every number within TOLERANCE."""
-    actual, expected = without_timings(actual), without_timings(expected)
+    actual, expected = computed_rows(actual), computed_rows(expected)
     assert [(r["split"], r["step"]) for r in actual] == [(r["split"], r["step"]) for r in expected]
     for mine, theirs in zip(actual, expected):
         assert mine.keys() == theirs.keys()
@@ -184,7 +185,7 @@ def test_resume_with_two_processes(tmp_path, train_args, capsys):
 
     torch_bert_train(["train", "--out", str(resumed), "--resume", "--no-progress"])
     assert (resumed / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
-    assert without_timings(RunFolder(resumed).read_metrics()) == without_timings(rows)
+    assert computed_rows(RunFolder(resumed).read_metrics()) == computed_rows(rows)
     assert sorted(p.name for p in resumed.glob("checkpoint-*")) == ["checkpoint-5"]
 
     # One process cannot continue a run of two.

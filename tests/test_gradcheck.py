@@ -238,9 +238,9 @@ def test_pooler(rng):
     check_module(init_random(BertPooler(small_config()).to(np.float64), rng), [rng.standard_normal((3, 4, 12))])
 
 
-def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: int = 5) -> None:
+def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: int = 5, loss: str = "loss") -> None:
     """Every parameter's d(loss), the tied embedding included, against finite differences of
-    model.forward(**batch).loss at ``count`` sampled entries (``grads``: default model.backward()'s)."""
+    model.forward(**batch).<loss> at ``count`` sampled entries (``grads``: default model.backward()'s)."""
     rng = np.random.default_rng(seed)
     if grads is None:
         model.zero_grad()
@@ -252,10 +252,22 @@ def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: i
     for name, param in model.named_parameters():
         pad = model.config.pad_token_id if name.endswith("word_embeddings.weight") else None
         indices = sample_indices(param.shape, rng, count=count, skip_row=pad)
-        numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), param.data, indices)
+        numeric = numeric_gradient(lambda: float(getattr(model.forward(**batch), loss)), param.data, indices)
         picked = np.array([grads[name][i] for i in indices])
         err = relative_error(numeric, picked, scale)
         assert err <= RTOL, f"{name}: finite-difference relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("only", ["mlm_loss", "nsp_loss"])
+def test_whole_model_with_one_pretraining_loss(rng, only):
+    """A batch with one label array (MLM only: train --no-nsp) differentiates that loss alone."""
+    model = init_random(BertForPreTraining(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
+    batch = dict(input_ids=np.array([[2, 5, 7, 9, 0], [2, 4, 4, 3, 8]]),
+                 attention_mask=np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]),
+                 labels=np.array([[-100, 11, -100, 3, -100], [-100, 6, -100, 30, 1]]),
+                 next_sentence_label=np.array([1, 0]))
+    del batch["next_sentence_label" if only == "mlm_loss" else "labels"]
+    check_loss_gradients(model, batch, seed=2, count=6, loss=only)
 
 
 def test_whole_model_tied_weights_and_ignored_labels(rng):

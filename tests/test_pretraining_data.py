@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -17,6 +18,7 @@ from numpy_bert.data.masking import MaskingCollator
 from numpy_bert.data.pretraining_data import (
     ExampleBuilder,
     ExampleStream,
+    PackedExampleBuilder,
     PretrainingExample,
     fixed_batches,
     tokenize_documents,
@@ -362,3 +364,81 @@ def test_with_the_real_tokenizer():
         for i, piece in enumerate(pieces):  # "runn ##ing" is masked whole or not at all
             if piece == "##ing":
                 assert (labels[i] >= 0) == (labels[i - 1] >= 0)
+
+
+# ---- packed MLM-only sequences (train --no-nsp) ----------------------------------------------
+
+def random_documents(rng: np.random.Generator, count: int, first_id: int = 10) -> list[list[np.ndarray]]:
+    """Documents of sentences of distinct, increasing ids, consecutive within a document and with a gap
+    between documents, so that every token's origin and order are known."""
+    documents, next_id = [], first_id
+    for _ in range(count):
+        sentences = []
+        for _ in range(int(rng.integers(1, 5))):
+            length = int(rng.integers(1, 9))
+            sentences.append(np.arange(next_id, next_id + length, dtype=np.int32))
+            next_id += length
+        documents.append(sentences)
+        next_id += 1  # a gap: consecutive ids mean the same document
+    return documents
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 12), max_seq_length=st.integers(3, 40), seed=st.integers(0, 2**32 - 1))
+def test_packed_blocks_are_full_and_cut_from_whole_documents(count, max_seq_length, seed):
+    """Every block is [CLS] + max_seq_length - 2 tokens + [SEP], no padding. Inside a block the text
+    runs through each document in order (ids are consecutive within a document), a [SEP] sits exactly
+    where a document ends and the next one starts, and the epoch covers all text but the last partial block."""
+    rng = np.random.default_rng(seed)
+    documents = random_documents(rng, count)
+    first = {int(d[0][0]) for d in documents}
+    last = {int(d[-1][-1]) for d in documents}
+    builder = PackedExampleBuilder(documents, cls_token_id=2, sep_token_id=3, max_seq_length=max_seq_length)
+    examples = builder.epoch(np.random.default_rng(seed))
+    width = max_seq_length - 2
+    total = sum(len(s) for d in documents for s in d) + len(documents)  # tokens and one [SEP] per document
+    assert len(examples) == total // width
+    seen = []
+    for e in examples:
+        assert len(e.input_ids) == max_seq_length and e.input_ids[0] == 2 and e.input_ids[-1] == 3
+        assert not e.token_type_ids.any() and e.next_sentence_label is None
+        body = e.input_ids[1:-1].tolist()
+        for a, b in itertools.pairwise(body):
+            if a != 3 and b != 3:
+                assert b == a + 1, f"a document's text is out of order in {body}"
+            elif a == 3:
+                assert b in first, f"{b} follows a [SEP] but does not start a document"
+            elif b == 3:
+                assert a in last, f"a [SEP] follows {a}, which does not end a document"
+            assert not (a == 3 and b == 3), "two [SEP] in a row: an empty document"
+        seen += [t for t in body if t != 3]
+    assert len(seen) == len(set(seen))  # no token twice in one epoch
+    tokens = total - len(documents)
+    assert tokens - width < len(seen) <= tokens
+
+
+def test_packed_epochs_differ_and_repeat_by_seed():
+    documents = random_documents(np.random.default_rng(0), 30)
+    builder = PackedExampleBuilder(documents, 2, 3, max_seq_length=16)
+
+    def ids(epoch_seed):
+        return [e.input_ids.tolist() for e in builder.epoch(np.random.default_rng(epoch_seed))]
+
+    assert ids(1) == ids(1) and ids(1) != ids(2)
+    with pytest.raises(ValueError, match=r"max_seq_length must leave room for \[CLS\] text \[SEP\]"):
+        PackedExampleBuilder(documents, 2, 3, max_seq_length=2)
+
+
+def test_packed_batches_have_no_padding_and_no_nsp_labels():
+    tokenizer = FakeTokenizer([*SPECIAL_TOKENS, *(f"w{i}" for i in range(200))])
+    documents = random_documents(np.random.default_rng(1), 40, first_id=5)
+    documents = [[np.minimum(s, len(tokenizer.vocab) - 1) for s in d] for d in documents]
+    stream = ExampleStream(PackedExampleBuilder(documents, tokenizer.cls_token_id, tokenizer.sep_token_id, 24),
+                           MaskingCollator(tokenizer), batch_size=4, seed=3)
+    batch = next(stream)
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    assert batch["attention_mask"].all() and batch["input_ids"].shape == (4, 24)
+    state = stream.state_dict()
+    following = [next(stream)["labels"].tolist() for _ in range(3)]
+    stream.load_state_dict(state)
+    assert [next(stream)["labels"].tolist() for _ in range(3)] == following

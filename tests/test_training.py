@@ -24,7 +24,7 @@ from numpy_bert import BertConfig, BertForPreTraining
 from numpy_bert.checkpoint import load_tensors
 from numpy_bert.cli.main import main
 from numpy_bert.optim import AdamW
-from numpy_bert.training.pretraining import TIMING_FIELDS, NumpyBackend
+from numpy_bert.training.pretraining import NumpyBackend, computed_rows
 from numpy_bert.training.run_folder import RunFolder
 from torch_bert.training.pretraining import TorchBackend
 
@@ -84,15 +84,11 @@ RESUME_OPTIONS = ("--steps", "8", "--checkpoint-every", "3", "--log-every", "2",
                   "--grad-accum", "2")
 
 
-def without_timings(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
-
-
 def final_state(run: Path) -> tuple[bytes, bytes, list[dict]]:
     """What must be identical between two runs: weights, optimizer/RNG state, metrics."""
     checkpoint = RunFolder(run).latest_checkpoint()
     return ((run / "model.safetensors").read_bytes(), (checkpoint / "training_state.safetensors").read_bytes(),
-            without_timings(RunFolder(run).read_metrics()))
+            computed_rows(RunFolder(run).read_metrics()))
 
 
 @pytest.fixture(scope="module")

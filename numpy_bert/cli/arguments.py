@@ -14,6 +14,7 @@ from typing import Any
 from ..training.arguments import (
     DECAY_FACTOR,
     NON_NEGATIVE,
+    OPEN_UNIT_INTERVAL,
     POSITIVE,
     POSITIVE_INT,
     PROBABILITY,
@@ -44,6 +45,10 @@ def positive_float(text: str) -> float:
 
 def probability(text: str) -> float:
     return _checked(float(text), PROBABILITY, text)
+
+
+def fraction(text: str) -> float:
+    return _checked(float(text), OPEN_UNIT_INTERVAL, text)
 
 
 def decay_factor(text: str) -> float:

@@ -40,27 +40,30 @@ from ..training.arguments import (
     TrainingArguments,
 )
 from ..training.evaluation import evaluate, format_metrics
+from ..training.export import EXPORT_DTYPES, export_run
 from ..training.plots import plot_runs
 from ..training.pretraining import NumpyBackend, Trainer, TrainingDiverged, load_corpus_splits, validation_batches
 from ..training.run_folder import RunFolder
 from .arguments import (
     add_optimizer_arguments,
     add_overwrite_argument,
+    fraction,
     option_defaults,
     positive_int,
     probability,
     typed_options,
 )
 from .backends import add_backend_options
+from .cloze import add_cloze_command, cloze_command
 from .embeddings import add_embedding_commands, embedding_command
 from .finetune import add_finetune_commands, demo_data_command, finetune_command
 
 # ---- the parser -------------------------------------------------------------------------
 
-MODEL_FREE_COMMANDS = ("demo-data", "compare")  # they compute nothing with a model: no backend options
+MODEL_FREE_COMMANDS = ("demo-data", "compare", "export")  # they compute nothing with a model: no backend options
 # The class of the typed options of each command that computes with a model.
 OPTIONS_CLASS = {"train": TrainingArguments, "finetune": FinetuningArguments, "eval": BackendOptions,
-                 "fill-mask": BackendOptions}
+                 "fill-mask": BackendOptions, "cloze": BackendOptions}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -116,6 +119,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="next-sentence prediction (BERT; the default)")
     task.add_argument("--sop", dest="task", action="store_const", const="sop",
                       help="sentence-order prediction (ALBERT)")
+    task.add_argument("--no-nsp", dest="task", action="store_const", const="mlm",
+                      help="masked LM only, on sequences packed to --seq-len across sentence and document "
+                           "boundaries (RoBERTa, Cramming)")
+    data.add_argument("--mlm-probability", type=fraction,
+                      help="the fraction of tokens masked for MLM (transformers' run_mlm.py name)")
 
     optim = parser.add_argument_group("optimization")
     optim.add_argument("--steps", type=positive_int, help="optimizer steps")
@@ -142,6 +150,7 @@ def add_evaluation_data_arguments(parser: argparse.ArgumentParser) -> None:
     task = parser.add_mutually_exclusive_group()
     task.add_argument("--nsp", dest="task", action="store_const", const="nsp", help="next-sentence pairs")
     task.add_argument("--sop", dest="task", action="store_const", const="sop", help="sentence-order pairs")
+    task.add_argument("--no-nsp", dest="task", action="store_const", const="mlm", help="packed MLM sequences")
 
 
 def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -166,6 +175,11 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
                                        description="Read the metrics.jsonl of each RUN folder (either backend): "
                                                    "plot their loss and held-out accuracy curves into one PNG and "
                                                    "print a table of their final figures."),
+        "export": commands.add_parser("export", help="write a run's model to share (float16, with a manifest)",
+                                      formatter_class=formatter,
+                                      description="Copy the model of RUN (weights, config, vocabulary) into OUT, "
+                                                  "with args.json, metrics.jsonl, plots and a manifest.json of "
+                                                  "SHA-256 sums; float16 weights halve the size."),
     }
     add_train_arguments(sub["train"])
     sub["eval"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
@@ -175,7 +189,12 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per [MASK]")
     sub["compare"].add_argument("runs", nargs="+", metavar="RUN", help="run folders (with a metrics.jsonl)")
     sub["compare"].add_argument("--out", default="compare.png", help="the PNG to write")
+    sub["export"].add_argument("run", help="a train or finetune run folder (or any model folder)")
+    sub["export"].add_argument("out", help="the folder to write (created)")
+    sub["export"].add_argument("--dtype", choices=EXPORT_DTYPES, default="float16", help="the weights' dtype")
+    add_overwrite_argument(sub["export"])
     sub.update(add_finetune_commands(commands, formatter))
+    sub.update(add_cloze_command(commands, formatter))
     for command, subparser in sub.items():
         if command not in MODEL_FREE_COMMANDS:
             add_backend_options(subparser, backend.name, command)
@@ -227,7 +246,8 @@ def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> 
                                  args.task or saved.get("task", "nsp"),
                                  args.max_batches or saved.get("eval_batches"))
     metrics = evaluate(loaded.predict, batches)
-    print(f"{folder}: {len(batches)} validation batches of {validation.name} ({metrics['pairs']} pairs, "
+    sequences = sum(len(batch["input_ids"]) for batch in batches)
+    print(f"{folder}: {len(batches)} validation batches of {validation.name} ({sequences} sequences, "
           f"{metrics['masked_tokens']} masked tokens)")
     print(format_metrics(metrics))
     print(json.dumps(metrics))
@@ -271,8 +291,9 @@ def format_run_table(runs: dict[str, list[dict]]) -> str:
         validation = [r for r in rows if r.get("split") == "validation"]
         speed = f"{statistics.median(r['tokens_per_s'] for r in train):,.0f}" if train else "-"
         last = validation[-1] if validation else {}
-        figures = ([f"{last['step']:,}", f"{last['mlm_accuracy']:.1%}", f"{last['perplexity']:.1f}",
-                    f"{last['nsp_accuracy']:.1%}"] if last else ["-"] * 4)
+        nsp = f"{last['nsp_accuracy']:.1%}" if "nsp_accuracy" in last else "-"  # none for an MLM-only run
+        figures = ([f"{last['step']:,}", f"{last['mlm_accuracy']:.1%}", f"{last['perplexity']:.1f}", nsp]
+                   if last else ["-"] * 4)
         lines.append(f"| {name} | {train[-1]['step'] if train else 0:,} | {speed} | " + " | ".join(figures) + " |")
     return "\n".join(lines)
 
@@ -304,12 +325,18 @@ def run_command(args: argparse.Namespace, options: BackendOptions | None, argv: 
         return eval_command(args, options, backend)
     if args.command == "fill-mask":
         return fill_mask_command(args, options, backend)
+    if args.command == "cloze":
+        return cloze_command(args, options, backend)
     if args.command == "finetune":
         return finetune_command(options, backend)
     if args.command == "demo-data":
         return demo_data_command(args, backend)
     if args.command == "compare":
         return compare_command(args)
+    if args.command == "export":
+        manifest = export_run(named_model_dir(args.run), args.out, args.dtype, args.overwrite_output_dir)
+        print(f"wrote {args.out} ({args.dtype} weights); its files and their SHA-256 are in {manifest}")
+        return 0
     return embedding_command(args)  # embed, similarity
 
 

@@ -93,7 +93,8 @@ class MaskingCollator:
         return min(count, num_candidates)
 
     def __call__(self, examples: Sequence, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A padded batch: input_ids, token_type_ids, attention_mask, labels, next_sentence_label."""
+        """A padded batch: input_ids, token_type_ids, attention_mask, labels, and next_sentence_label
+        unless the examples have none (MLM-only packed sequences)."""
         masked = [self.mask(np.asarray(e.input_ids, dtype=np.int64), self._rng_for(e, rng)) for e in examples]
         length = self.pad_to_length or max(len(ids) for ids, _ in masked)
         if any(len(ids) > length for ids, _ in masked):
@@ -103,8 +104,9 @@ class MaskingCollator:
             "token_type_ids": np.zeros((len(examples), length), dtype=np.int64),
             "attention_mask": np.zeros((len(examples), length), dtype=np.int64),
             "labels": np.full((len(examples), length), IGNORE_INDEX, dtype=np.int64),
-            "next_sentence_label": np.array([e.next_sentence_label for e in examples], dtype=np.int64),
         }
+        if examples[0].next_sentence_label is not None:
+            batch["next_sentence_label"] = np.array([e.next_sentence_label for e in examples], dtype=np.int64)
         for row, (example, (ids, labels)) in enumerate(zip(examples, masked)):
             n = len(ids)
             batch["input_ids"][row, :n] = ids

@@ -34,7 +34,8 @@ import numpy as np
 from .corpus import Corpus
 from .masking import MaskingCollator
 
-TASKS = ("nsp", "sop")
+PAIR_TASKS = ("nsp", "sop")  # sentence pairs with a label (ExampleBuilder)
+TASKS = (*PAIR_TASKS, "mlm")  # mlm: masked-LM only, on packed sequences (PackedExampleBuilder)
 # Keys of np.random.SeedSequence spawn_key: separate streams for drawing the
 # pairs of each epoch and for masking, both derived from one seed.
 _PAIRS_STREAM, _MASKING_STREAM = 0, 1
@@ -51,7 +52,7 @@ class PretrainingExample:
 
     input_ids: np.ndarray
     token_type_ids: np.ndarray
-    next_sentence_label: int  # nsp: 0 = B follows A, 1 = B is random; sop: 0 = in order, 1 = swapped
+    next_sentence_label: int | None  # nsp: 0 = B follows A, 1 = B random; sop: 0 = in order, 1 = swapped; mlm: None
 
 
 def tokenize_documents(corpus: Corpus | Iterable[Sequence[str]], tokenizer) -> list[list[np.ndarray]]:
@@ -113,8 +114,8 @@ class ExampleBuilder:
         short_seq_prob: float = 0.1,
         task: str = "nsp",
     ):
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task not in PAIR_TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {PAIR_TASKS}")
         if max_seq_length < 5:
             raise ValueError(f"max_seq_length must leave room for [CLS] A [SEP] B [SEP] (5 tokens), "
                              f"got {max_seq_length}")
@@ -209,6 +210,56 @@ class ExampleBuilder:
         return PretrainingExample(input_ids.astype(np.int64), token_type_ids.astype(np.int64), label)
 
 
+class PackedExampleBuilder:
+    """MLM-only examples packed to full length: ``[CLS] text [SEP]``, no sentence pairs, no padding.
+
+    RoBERTa's FULL-SENTENCES format (and transformers' run_mlm.py ``group_texts``): each
+    epoch puts the documents in a random order, joins their sentences into one stream
+    with ``[SEP]`` between documents, and cuts it into blocks of ``max_seq_length - 2``
+    tokens. A block may start mid-sentence and run across a document boundary; every
+    position is a real token, so no compute goes to padding (pairs of short documents
+    would leave much of a 128-token row empty). The last, partial block is dropped.
+    """
+
+    task = "mlm"
+
+    def __init__(self, documents: list[list[np.ndarray]], cls_token_id: int, sep_token_id: int,
+                 max_seq_length: int = 128):
+        if max_seq_length < 3:
+            raise ValueError(f"max_seq_length must leave room for [CLS] text [SEP] (3 tokens), got {max_seq_length}")
+        self.documents = documents
+        self.cls_token_id = cls_token_id
+        self.sep_token_id = sep_token_id
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_corpus(cls, corpus: Corpus | Iterable[Sequence[str]], tokenizer, max_seq_length: int = 128
+                    ) -> PackedExampleBuilder:
+        return cls(tokenize_documents(corpus, tokenizer), tokenizer.cls_token_id, tokenizer.sep_token_id,
+                   max_seq_length)
+
+    def epoch(self, rng: np.random.Generator) -> list[PretrainingExample]:
+        """Every full block of this epoch's document order, in a random order."""
+        separator = np.array([self.sep_token_id], dtype=np.int32)
+        order = rng.permutation(len(self.documents))
+        stream = np.concatenate([piece for i in order for piece in (*self.documents[i], separator)])  # (L,)
+        width = self.max_seq_length - 2
+        blocks = stream[: len(stream) // width * width].reshape(-1, width)  # (blocks, width)
+        return [self._pack(blocks[i]) for i in rng.permutation(len(blocks))]
+
+    def _pack(self, block: np.ndarray) -> PretrainingExample:
+        input_ids = np.concatenate([[self.cls_token_id], block, [self.sep_token_id]]).astype(np.int64)
+        return PretrainingExample(input_ids, np.zeros(len(input_ids), dtype=np.int64), None)
+
+
+def example_builder(corpus: Corpus | Iterable[Sequence[str]], tokenizer, max_seq_length: int, task: str
+                    ) -> ExampleBuilder | PackedExampleBuilder:
+    """The builder for a pre-training task: sentence pairs (nsp, sop) or packed sequences (mlm)."""
+    if task == "mlm":
+        return PackedExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length)
+    return ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=max_seq_length, task=task)
+
+
 class ExampleStream:
     """Masked batches forever, epoch after epoch of freshly drawn pairs; resumable exactly.
 
@@ -219,7 +270,8 @@ class ExampleStream:
     first examples.
     """
 
-    def __init__(self, builder: ExampleBuilder, collator: MaskingCollator, batch_size: int, seed: int = 0):
+    def __init__(self, builder: ExampleBuilder | PackedExampleBuilder, collator: MaskingCollator, batch_size: int,
+                 seed: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.builder = builder
@@ -229,8 +281,8 @@ class ExampleStream:
         self.rng = _generator(seed, _MASKING_STREAM)
         self._start_epoch(0)
         if not self.examples:
-            raise ValueError("the corpus yields no examples (with sentence-order prediction, "
-                             "documents need at least two sentences)")
+            raise ValueError("the corpus yields no examples (with sentence-order prediction, documents need at "
+                             "least two sentences; packed MLM sequences need more text than one sequence)")
 
     def _start_epoch(self, epoch: int) -> None:
         self.examples = self.builder.epoch(_generator(self.seed, _PAIRS_STREAM, epoch))
@@ -270,7 +322,7 @@ class ExampleStream:
         self.rng.bit_generator.state = copy.deepcopy(state["rng_state"])
 
 
-def fixed_batches(builder: ExampleBuilder, collator: MaskingCollator, batch_size: int,
+def fixed_batches(builder: ExampleBuilder | PackedExampleBuilder, collator: MaskingCollator, batch_size: int,
                   seed: int = 0) -> list[dict[str, np.ndarray]]:
     """One epoch of pairs and masks that depend only on ``seed``: for evaluation.
 

@@ -332,13 +332,18 @@ class FastBertForPreTraining(BertForPreTraining):
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
-        d_logits, d_nsp = self.stored_loss_grads()  # (M, V), (B, 2)
+        d_logits, d_nsp = self.stored_loss_grads()  # (M, V), (B, 2); either may be None (that loss not computed)
         cache = self._cache
         B, T, C = self.sequence_shape
-        d_hidden, d_word_embeddings = self._mlm_head_backward(d_logits, cache)  # (M, C), (V, C)
-        d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
-        d_pooled = self._nsp_backward(d_nsp, cache.heads)  # (B, C)
-        d_sequence[:, 0] += self._pooler_backward(d_pooled, cache.heads)  # only [CLS] fed the pooler
+        if d_logits is None:  # NSP only
+            d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)
+            d_word_embeddings = np.zeros(self.bert.embeddings.word_embeddings.weight.shape, dtype=self.dtype)
+        else:
+            d_hidden, d_word_embeddings = self._mlm_head_backward(d_logits, cache)  # (M, C), (V, C)
+            d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
+        if d_nsp is not None:
+            d_pooled = self._nsp_backward(d_nsp, cache.heads)  # (B, C)
+            d_sequence[:, 0] += self._pooler_backward(d_pooled, cache.heads)  # only [CLS] fed the pooler
         d_x = d_sequence.reshape(B * T, C)
         for layer, layer_cache in zip(reversed(list(self.bert.encoder.layer)), reversed(cache.layers)):
             d_x = self._layer_backward(layer, d_x, layer_cache, B, T)

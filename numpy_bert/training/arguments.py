@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ..config import CONFIG_NAME, PRESETS
 from ..data.finetune_data import TASKS as FINETUNING_TASKS
-from ..data.pretraining_data import TASKS as PAIR_TASKS
+from ..data.pretraining_data import TASKS as PRETRAINING_TASKS
 from .run_folder import RunFolder
 
 DTYPES = ("float32", "float64")
@@ -67,6 +67,7 @@ NON_NEGATIVE = Rule(lambda value: _is_number(value) and value >= 0, "must be >= 
 POSITIVE = Rule(lambda value: _is_number(value) and 0 < value < math.inf, "must be a positive number")
 PROBABILITY = Rule(lambda value: _is_number(value) and 0 <= value < 1, "must be in [0, 1)")
 DECAY_FACTOR = Rule(lambda value: _is_number(value) and 0 < value <= 1, "must be in (0, 1]")
+OPEN_UNIT_INTERVAL = Rule(lambda value: _is_number(value) and 0 < value < 1, "must be in (0, 1)")
 UNIT_INTERVAL = Rule(lambda value: _is_number(value) and 0 <= value <= 1, "must be in [0, 1]")
 
 
@@ -160,7 +161,8 @@ class TrainingArguments(BackendOptions):
     seq_len: int = option(POSITIVE_INT, 128)  # maximum tokens per sentence pair
     batch_size: int = option(POSITIVE_INT, 32)  # pairs per micro-batch (under torchrun: all processes together)
     masking: str = option(one_of(MASKING_STRATEGIES), "dynamic")  # how MLM masks are drawn
-    task: str = option(one_of(PAIR_TASKS), "nsp")  # next-sentence (--nsp) or sentence-order (--sop) prediction
+    task: str = option(one_of(PRETRAINING_TASKS), "nsp")  # --nsp, --sop, or mlm (--no-nsp: packed, MLM only)
+    mlm_probability: float = option(OPEN_UNIT_INTERVAL, 0.15)  # the fraction of tokens masked
     # the optimization
     steps: int = option(POSITIVE_INT, 2000)  # optimizer steps
     lr: float = option(POSITIVE, 1e-3)  # the peak learning rate

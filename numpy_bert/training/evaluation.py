@@ -34,7 +34,7 @@ def _nll_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int
 
 
 def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """MLM and next-sentence metrics over all ``batches``.
+    """MLM and next-sentence metrics over all ``batches`` (MLM only when they hold no next_sentence_label).
 
     Losses are means over all masked tokens (MLM) and all pairs (NSP) of all the
     batches, not means of per-batch means, so they do not depend on how the data
@@ -49,16 +49,21 @@ def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict
         mlm_logits, nsp_logits = predict(batch)
         nll, correct = _nll_and_correct(mlm_logits, labels)
         mlm_nll, mlm_correct, masked = mlm_nll + nll, mlm_correct + correct, masked + len(labels)
-        nll, correct = _nll_and_correct(nsp_logits, batch["next_sentence_label"])
-        nsp_nll, nsp_correct, pairs = nsp_nll + nll, nsp_correct + correct, pairs + len(nsp_logits)
-    if masked == 0 or pairs == 0:
-        raise ValueError("nothing to evaluate: the batches hold no masked token or no sentence pair")
-    mlm_loss, nsp_loss = mlm_nll / masked, nsp_nll / pairs
-    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "mlm_accuracy": mlm_correct / masked,
-            "perplexity": math.exp(mlm_loss), "nsp_loss": nsp_loss, "nsp_accuracy": nsp_correct / pairs,
-            "masked_tokens": masked, "pairs": pairs}
+        if "next_sentence_label" in batch:
+            nll, correct = _nll_and_correct(nsp_logits, batch["next_sentence_label"])
+            nsp_nll, nsp_correct, pairs = nsp_nll + nll, nsp_correct + correct, pairs + len(nsp_logits)
+    if masked == 0:
+        raise ValueError("nothing to evaluate: the batches hold no masked token")
+    mlm_loss = mlm_nll / masked
+    metrics = {"loss": mlm_loss, "mlm_loss": mlm_loss, "mlm_accuracy": mlm_correct / masked,
+               "perplexity": math.exp(mlm_loss), "masked_tokens": masked}
+    if pairs:
+        metrics.update(loss=mlm_loss + nsp_nll / pairs, nsp_loss=nsp_nll / pairs, nsp_accuracy=nsp_correct / pairs,
+                       pairs=pairs)
+    return metrics
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    return (f"loss {metrics['loss']:.4f} | MLM accuracy {metrics['mlm_accuracy']:.4f}, "
-            f"perplexity {metrics['perplexity']:.2f} | NSP accuracy {metrics['nsp_accuracy']:.4f}")
+    text = (f"loss {metrics['loss']:.4f} | MLM accuracy {metrics['mlm_accuracy']:.4f}, "
+            f"perplexity {metrics['perplexity']:.2f}")
+    return text + (f" | NSP accuracy {metrics['nsp_accuracy']:.4f}" if "nsp_accuracy" in metrics else "")

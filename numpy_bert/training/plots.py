@@ -62,9 +62,10 @@ def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, titl
     written = []
 
     figure, axes = _figure(prefix + "pre-training loss", "cross-entropy (nats)")
-    _plot(axes, *_series(rows, "train", "loss"), "train loss (MLM + NSP)")
+    if any("nsp_loss" in row for row in rows):  # an MLM-only run (--no-nsp) has one loss, not two
+        _plot(axes, *_series(rows, "train", "loss"), "train loss (MLM + NSP)")
+        _plot(axes, *_series(rows, "validation", "loss"), "validation loss (MLM + NSP)", marker="o")
     _plot(axes, *_series(rows, "train", "mlm_loss"), "train MLM loss")
-    _plot(axes, *_series(rows, "validation", "loss"), "validation loss (MLM + NSP)", marker="o")
     _plot(axes, *_series(rows, "validation", "mlm_loss"), "validation MLM loss", marker="o")
     axes.legend()
     written.append(folder / "loss.png")

@@ -54,7 +54,7 @@ from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir,
 from ..config import PRESETS, BertConfig
 from ..data.corpus import Corpus, load_corpus, load_default_corpus
 from ..data.masking import MaskingCollator
-from ..data.pretraining_data import ExampleBuilder, ExampleStream, fixed_batches
+from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
 from ..fast import FastBertForPreTraining
 from ..layers import GeneratorMasks
 from ..modeling import BertForPreTraining
@@ -113,26 +113,28 @@ def train_tokenizer(corpus: Corpus, vocab_size: int) -> BertTokenizer:
     return BertTokenizer(vocab=train_wordpiece_vocab(corpus.texts(), vocab_size))
 
 
-def make_collator(tokenizer: BertTokenizer, masking: str = "dynamic", seed: int = 0) -> MaskingCollator:
-    """The MLM masking collator for a ``--masking`` choice (15% of tokens, BERT's 80/10/10)."""
-    return MaskingCollator(tokenizer, strategy=MASKING_STRATEGIES[masking],
+def make_collator(tokenizer: BertTokenizer, masking: str = "dynamic", seed: int = 0,
+                  mlm_probability: float = 0.15) -> MaskingCollator:
+    """The MLM masking collator for a ``--masking`` choice (BERT's 80/10/10 on ``mlm_probability`` of the tokens)."""
+    return MaskingCollator(tokenizer, mlm_probability=mlm_probability, strategy=MASKING_STRATEGIES[masking],
                            static_seed=seed if masking == "static" else None)
 
 
 def training_stream(corpus: Corpus, tokenizer: BertTokenizer, args: TrainingArguments) -> ExampleStream:
-    """Endless masked batches of sentence pairs (NSP or SOP), resumable to the batch."""
-    builder = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=args.seq_len, task=args.task)
-    return ExampleStream(builder, make_collator(tokenizer, args.masking, args.seed), args.batch_size, seed=args.seed)
+    """Endless masked batches of sentence pairs (NSP or SOP) or packed sequences (MLM only), resumable to the batch."""
+    builder = example_builder(corpus, tokenizer, args.seq_len, args.task)
+    collator = make_collator(tokenizer, args.masking, args.seed, args.mlm_probability)
+    return ExampleStream(builder, collator, args.batch_size, seed=args.seed)
 
 
 def validation_batches(corpus: Corpus, tokenizer: BertTokenizer, seq_len: int, batch_size: int,
                        task: str = "nsp", max_batches: int | None = None) -> list[dict[str, np.ndarray]]:
     """A fixed list of masked validation batches: one seeded epoch, cut to ``max_batches``.
 
-    Always token-level dynamic masking drawn with :data:`VALIDATION_SEED`, so that the
-    numbers mean the same thing whatever masking a run was trained with.
+    Always token-level dynamic masking of 15% drawn with :data:`VALIDATION_SEED`, so that
+    the numbers mean the same thing whatever masking a run was trained with.
     """
-    builder = ExampleBuilder.from_corpus(corpus, tokenizer, max_seq_length=seq_len, task=task)
+    builder = example_builder(corpus, tokenizer, seq_len, task)
     batches = fixed_batches(builder, make_collator(tokenizer), batch_size, seed=VALIDATION_SEED)
     return batches[:max_batches]
 
@@ -188,6 +190,14 @@ def check_masked_lm_head(info: LoadingInfo, folder: str | os.PathLike) -> None:
     if any(name.startswith("cls.predictions.") for name in info.missing_keys):
         raise ValueError(f"{os.fspath(folder)} has no masked-LM head (no cls.predictions.* tensors): its predictions "
                          "would come from random weights; pre-train it first (train --init-from MODEL)")
+
+
+def training_losses(output) -> tuple:
+    """(loss, mlm_loss, nsp_loss) of a pre-training output; an MLM-only batch (no next_sentence_label)
+    has loss = mlm_loss and nsp_loss 0. The models keep transformers' loss=None for it."""
+    if output.nsp_loss is None:
+        return output.mlm_loss, output.mlm_loss, 0 * output.mlm_loss
+    return output.loss, output.mlm_loss, output.nsp_loss
 
 
 def mean_losses(per_batch: list[tuple[float, float, float]]) -> dict[str, float]:
@@ -253,7 +263,7 @@ class NumpyBackend:
         for batch in batches:
             out = self.model(**batch, labelled_positions_only=True)
             self.model.backward()
-            losses.append((float(out.loss), float(out.mlm_loss), float(out.nsp_loss)))
+            losses.append(tuple(map(float, training_losses(out))))
         if len(batches) > 1:
             scale_grads(self.model.parameters(), 1 / len(batches))
         return mean_losses(losses)
@@ -327,16 +337,38 @@ class MetricsWindow:
         self.tokens += tokens
         self.seconds += seconds
 
-    def row(self, step: int, lr: float) -> dict[str, Any]:
+    def row(self, step: int, lr: float, with_nsp: bool = True) -> dict[str, Any]:
+        """The logged row; ``with_nsp`` False for an MLM-only run, which has no NSP loss to report."""
         n = self.steps
-        return {"split": "train", "step": step, "loss": self.loss / n, "mlm_loss": self.mlm_loss / n,
-                "nsp_loss": self.nsp_loss / n, "lr": lr, "grad_norm": self.grad_norm / n,
-                "tokens_per_s": self.tokens / max(self.seconds, 1e-9)}
+        row = {"split": "train", "step": step, "loss": self.loss / n, "mlm_loss": self.mlm_loss / n,
+               "nsp_loss": self.nsp_loss / n, "lr": lr, "grad_norm": self.grad_norm / n,
+               "tokens": self.tokens, "tokens_per_s": self.tokens / max(self.seconds, 1e-9)}
+        if not with_nsp:
+            del row["nsp_loss"]
+        return row
 
 
 # Row fields that measure the machine, not the computation: they differ between
 # two runs that are otherwise bitwise identical.
 TIMING_FIELDS = ("tokens_per_s",)
+
+
+def computed_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The metrics rows without what measures the machine: equal for two bitwise-identical runs."""
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
+# Variables that choose OpenBLAS's kernels; a long run may unset them for speed (see README).
+BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def environment_row(step: int) -> dict[str, Any]:
+    """What computes the steps from ``step`` on (environment.jsonl): the BLAS libraries loaded,
+    with the kernel each chose (threadpoolctl), and the variables that steer them."""
+    from threadpoolctl import threadpool_info
+
+    libraries = [{key: info.get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
+                 for info in threadpool_info()]
+    return {"step": step, "numpy": np.__version__, "blas": libraries,
+            "variables": {name: os.environ.get(name) for name in BLAS_VARIABLES}}
 
 
 class Trainer:
@@ -361,7 +393,8 @@ class Trainer:
         self.validation = validation_batches(validation_corpus, self.tokenizer, args.seq_len, args.batch_size,
                                              args.task, args.eval_batches)
         if not self.validation:
-            raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples")
+            raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples; "
+                             "use a larger corpus or a shorter --seq-len")
         self.config = model_config(args, len(self.tokenizer))
         self.backend = backend_cls.create(self.config, args)
         if args.init_from and not resume:  # on resume the checkpoint holds the weights
@@ -408,6 +441,7 @@ class Trainer:
             return None
         if self.is_main_process:
             self._print_header()
+            self.run.append_environment(environment_row(self.step))
         progress = tqdm(total=self.args.steps, initial=self.step, desc=f"{self.backend.name} train", unit="step",
                         dynamic_ncols=True, disable=not (self.args.progress and self.is_main_process), file=sys.stderr)
         metrics = None
@@ -436,7 +470,8 @@ class Trainer:
         lr = self.args.lr * self.schedule(self.step)
         losses = self.backend.forward_backward(batches)
         if not math.isfinite(losses["loss"]):
-            self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, NSP {losses['nsp_loss']})")
+            self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, NSP {losses['nsp_loss']})"
+                       if self.args.task != "mlm" else f"the MLM loss is {losses['mlm_loss']}")
         grad_norm = self.backend.clip_gradients(self.args.clip)
         if not math.isfinite(grad_norm) and not self.backend.scales_loss:  # fp16 loss scaling skips such steps
             self._stop(f"the gradient norm is {grad_norm}")
@@ -457,7 +492,7 @@ class Trainer:
                                "Try a lower --lr, a longer --warmup or gradient clipping (--clip).")
 
     def _log(self, lr: float) -> dict[str, Any]:
-        row = self.window.row(self.step, lr)
+        row = self.window.row(self.step, lr, with_nsp=self.args.task != "mlm")
         if self.is_main_process:
             self.run.append_metrics(row)
         self.window = MetricsWindow()
@@ -538,6 +573,7 @@ class Trainer:
         size = Path(self.args.init_from or self.args.config).name  # a preset, or a model or config folder's name
         print(f"{self.backend.name}: pre-training a {size} BERT ({params / 1e6:.2f}M parameters, "
               f"vocabulary {self.config.vocab_size}) on {self.corpus_name} "
-              f"({self.stream.examples_per_epoch} pairs per epoch), {self.args.steps} steps of "
+              f"({self.stream.examples_per_epoch} {'sequences' if self.args.task == 'mlm' else 'pairs'} per epoch), "
+              f"{self.args.steps} steps of "
               f"{self.args.batch_size * self.args.grad_accum} sequences (up to {tokens} tokens); run folder "
               f"{self.run.path}")

@@ -58,6 +58,7 @@ from ..text.tokenization import TOKENIZER_CONFIG_NAME, VOCAB_NAME
 MARKER_NAME = "numpy_bert_run.json"
 ARGS_NAME = "args.json"
 METRICS_NAME = "metrics.jsonl"
+ENVIRONMENT_NAME = "environment.jsonl"  # one row per start or resume: the BLAS kernel, the variables steering it
 LATEST_NAME = "latest"
 PLOTS_DIR = "plots"
 STATE_TENSORS_NAME = "training_state.safetensors"
@@ -69,7 +70,8 @@ MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME, TOKENIZER_CONFIG_NAME)
 CHECKPOINT_FILES = (*MODEL_FILES, STATE_TENSORS_NAME, STATE_JSON_NAME)
 PLOT_NAMES = ("loss.png", "accuracy.png", "perplexity.png", "learning_rate.png", "validation.png",
               "confusion_matrix.png")
-RUN_FILES = (MARKER_NAME, ARGS_NAME, METRICS_NAME, LATEST_NAME, *MODEL_FILES, "metrics.json", "misclassified.jsonl")
+RUN_FILES = (MARKER_NAME, ARGS_NAME, METRICS_NAME, ENVIRONMENT_NAME, LATEST_NAME, *MODEL_FILES, "metrics.json",
+             "misclassified.jsonl", "manifest.json")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -128,8 +130,9 @@ class RunFolder:
         owner = self.owner_command()
         if owner == command and self.has_run():
             resume = "continue it with --resume, " if command == "train" else ""
-            raise ValueError(f"{self.path} already holds a {command} run (it has {ARGS_NAME}): {resume}start it "
-                             "afresh with --overwrite-output-dir, or choose another --out")
+            article = "an" if command[0] in "aeiou" else "a"
+            raise ValueError(f"{self.path} already holds {article} {command} run (it has {ARGS_NAME}): {resume}"
+                             "start it afresh with --overwrite-output-dir, or choose another --out")
         if owner not in (None, command):
             raise ValueError(f"{self.path} holds a {owner} run of this project, not a {command} one; choose "
                              "another --out (or pass --overwrite-output-dir to write into it)")
@@ -160,6 +163,7 @@ class RunFolder:
         """A new run's metrics start empty; over an earlier run of the same command (``--overwrite-output-dir``)
         its ``latest`` pointer and checkpoints go too, so that a later ``--resume`` cannot mix two runs."""
         self.metrics_path.unlink(missing_ok=True)
+        (self.path / ENVIRONMENT_NAME).unlink(missing_ok=True)
         if forget_checkpoints:
             (self.path / LATEST_NAME).unlink(missing_ok=True)
             self._remove_other_checkpoints()
@@ -186,6 +190,11 @@ class RunFolder:
     @property
     def metrics_path(self) -> Path:
         return self.path / METRICS_NAME
+
+    def append_environment(self, row: dict[str, Any]) -> None:
+        """Record what computes the steps from now on (a resumed run may run on another machine)."""
+        with open(self.path / ENVIRONMENT_NAME, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Add one row; a crash can at worst leave a torn last line, which reading skips."""

@@ -35,7 +35,7 @@ from numpy_bert.checkpoint import load_weights
 from numpy_bert.config import BertConfig
 from numpy_bert.nn import check_state_dict
 from numpy_bert.training.arguments import BackendOptions, Options, TrainingArguments
-from numpy_bert.training.pretraining import check_masked_lm_head, lr_schedule, mean_losses
+from numpy_bert.training.pretraining import check_masked_lm_head, lr_schedule, mean_losses, training_losses
 
 from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
@@ -126,8 +126,9 @@ class TorchBackend:
         for batch in batches:
             with self._autocast():
                 out = self.model(**self._to_device(batch), labelled_positions_only=True)
-            (out.loss if self.scaler is None else self.scaler.scale(out.loss)).backward()
-            losses.append(torch.stack([out.loss, out.mlm_loss, out.nsp_loss]).detach())
+            loss, mlm_loss, nsp_loss = training_losses(out)
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+            losses.append(torch.stack([loss, mlm_loss, nsp_loss]).detach())
         if len(batches) > 1:
             scale_grads(self.model.parameters(), 1 / len(batches))
         return mean_losses(torch.stack(losses).double().tolist())  # one device sync per step

@@ -1,0 +1,84 @@
+"""Exporting a trained run as a model to share: its weights (float16 halves the size), vocabulary and
+config, the record of how it was trained, and a manifest of SHA-256 sums.
+
+    python -m numpy_bert export runs/python-docs numpy_bert/pretrained/python-docs --dtype float16
+
+is how the shipped ``python-docs`` model was made. The folder loads like any checkpoint
+(``from_pretrained`` upcasts float16 to the model's float32), in transformers too, and
+``eval`` finds the training options in its args.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import atomic_write_bytes, json_bytes, load_weights, read_json_object, save_model_files
+from ..config import CONFIG_NAME
+from ..text.tokenization import BertTokenizer
+from .run_folder import ARGS_NAME, ENVIRONMENT_NAME, METRICS_NAME, PLOTS_DIR, RunFolder
+
+MANIFEST_NAME = "manifest.json"
+EXPORT_DTYPES = ("float16", "float32")
+RECORDS = (ARGS_NAME, METRICS_NAME, ENVIRONMENT_NAME)  # how the model was trained, copied as they are
+
+
+def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16",
+               overwrite_output_dir: bool = False) -> Path:
+    """Write the model of ``run`` (a train or finetune run folder) to ``out``; returns the manifest's path."""
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    run, out = Path(run), Path(out)
+    tensors = load_weights(run)  # checked: whole, finite, saved with its config
+    config = read_json_object(run / CONFIG_NAME)
+    tokenizer = BertTokenizer.from_pretrained(run)
+    if dtype == "float16":
+        check_representable(tensors, run)
+    RunFolder(out).claim("export", "numpy_bert", overwrite_output_dir)
+    cast = {name: array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array
+            for name, array in tensors.items()}
+    save_model_files(out, config, cast)
+    tokenizer.save_pretrained(out)
+    for name in RECORDS:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, out / name)
+    if (run / PLOTS_DIR).is_dir():
+        shutil.copytree(run / PLOTS_DIR, out / PLOTS_DIR, dirs_exist_ok=True)
+    return write_manifest(out, {"exported_from": os.fspath(run), "dtype": dtype})
+
+
+def check_representable(tensors: dict[str, np.ndarray], source: Path) -> None:
+    """float16 tops out at 65,504: a larger weight would become infinite."""
+    limit = np.finfo(np.float16).max
+    for name, array in tensors.items():
+        if np.issubdtype(array.dtype, np.floating) and array.size and np.abs(array).max() > limit:
+            raise ValueError(f"{source}: {name} holds values beyond float16's range ({limit:g}); "
+                             "export with --dtype float32")
+
+
+def file_digests(folder: Path) -> dict[str, dict[str, int | str]]:
+    """{relative path: {"bytes", "sha256"}} of every file under ``folder`` but the manifest."""
+    return {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size,
+                                                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST_NAME}
+
+
+def write_manifest(folder: Path, about: dict) -> Path:
+    path = folder / MANIFEST_NAME
+    atomic_write_bytes(path, json_bytes({**about, "files": file_digests(folder)}))
+    return path
+
+
+def check_manifest(folder: str | os.PathLike) -> None:
+    """Refuse a folder whose files are not those its manifest lists (missing, extra or changed)."""
+    folder = Path(folder)
+    listed = read_json_object(folder / MANIFEST_NAME).get("files", {})
+    found = file_digests(folder)
+    changed = sorted(name for name in listed.keys() | found.keys() if listed.get(name) != found.get(name))
+    if changed:
+        raise ValueError(f"{folder}: {', '.join(changed)} differ from {MANIFEST_NAME}; reinstall the model "
+                         "or export it again")
