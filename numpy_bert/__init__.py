@@ -10,7 +10,8 @@ from .config import PRESETS, BertConfig
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .layers import GeneratorMasks, KeyedMasks
 from .modeling import BertForPreTraining, BertModel
+from .pipelines.pipeline import pipeline
 from .text.tokenization import BertTokenizer
 
 __all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
-           "BertForTokenClassification", "BertModel", "BertTokenizer", "GeneratorMasks", "KeyedMasks"]
+           "BertForTokenClassification", "BertModel", "BertTokenizer", "GeneratorMasks", "KeyedMasks", "pipeline"]

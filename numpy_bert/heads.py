@@ -33,6 +33,7 @@ __all__ = [
     "BertForSequenceClassification",
     "BertForTokenClassification",
     "best_span",
+    "best_spans",
     "classifier_dropout_prob",
     "distillation_loss",
     "mse_loss",
@@ -136,14 +137,15 @@ def distillation_loss(student_logits: np.ndarray, teacher_logits: np.ndarray, la
 # ---- span decoding --------------------------------------------------------------------------
 
 
-def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: int = 30,
-              allowed: np.ndarray | None = None) -> tuple[int, int]:
-    """The answer span (i, j) of one example that maximises start_logits[i] + end_logits[j].
+def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: int = 30,
+               allowed: np.ndarray | None = None, k: int = 1) -> list[tuple[int, int]]:
+    """The ``k`` answer spans (i, j) of one example with the highest start_logits[i] + end_logits[j], best first.
 
     Valid spans have i <= j < i + max_answer_len, and both ends where ``allowed`` is
     True (the context's tokens: not the question, [CLS], [SEP] or padding); ``None``
     allows every position. The logits are 1-D arrays of length T. This is the
-    search of BERT's run_squad, done at once on the T x T table of scores.
+    search of BERT's run_squad, done at once on the T x T table of scores; fewer than
+    ``k`` spans come back when fewer are valid, and ties go to the smaller i, then j.
     """
     start_logits, end_logits = np.asarray(start_logits, np.float64), np.asarray(end_logits, np.float64)
     T = start_logits.shape[0]
@@ -154,9 +156,16 @@ def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: 
     valid = (i <= j) & (j < i + max_answer_len) & allowed[:, None] & allowed[None, :]
     if not valid.any():
         raise ValueError("no valid answer span: no position is allowed")
-    scores = np.where(valid, start_logits[:, None] + end_logits[None, :], -np.inf)
-    start, end = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return int(start), int(end)
+    candidates = np.flatnonzero(valid)  # (N,) the valid spans as i * T + j, in increasing order
+    scores = (start_logits[:, None] + end_logits[None, :]).ravel()[candidates]
+    best = candidates[np.argsort(-scores, kind="stable")[:k]]
+    return [(int(n) // T, int(n) % T) for n in best]
+
+
+def best_span(start_logits: np.ndarray, end_logits: np.ndarray, max_answer_len: int = 30,
+              allowed: np.ndarray | None = None) -> tuple[int, int]:
+    """The best answer span (i, j) of :func:`best_spans`."""
+    return best_spans(start_logits, end_logits, max_answer_len, allowed)[0]
 
 
 # ---- the models ---------------------------------------------------------------------------------

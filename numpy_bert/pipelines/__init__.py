@@ -1,1 +1,2 @@
-"""Using a trained BERT: fill-mask and sentence embeddings."""
+"""Using a trained BERT: transformers-style pipelines (``pipeline.py``, one module per task), fill-mask
+for the command line, and sentence embeddings."""

@@ -2,7 +2,8 @@
 
 ``fill_mask`` takes a ``predict(batch)`` callable (a backend's ``predict`` method) that
 returns ``(mlm_logits, nsp_logits)`` as NumPy arrays, the MLM logits only at the
-positions where ``batch["labels"] != -100``.
+positions where ``batch["labels"] != -100``. :class:`FillMaskPipeline` is transformers'
+``pipeline("fill-mask")`` on top of the same steps.
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ import numpy as np
 
 from ..config import IGNORE_INDEX
 from ..layers import log_softmax
+from .base import Pipeline, as_list
 
 
-def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
-              max_length: int = 512) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` most likely tokens, with probabilities, for each [MASK] of ``text``.
+def mask_probabilities(predict, tokenizer, text: str, max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The text's input ids (T,) and, for each of its [MASK]s in order, the MLM head's probabilities (masks, V).
 
-    One list per [MASK], in order. Each mask is predicted from the whole sentence at
-    once (the masks do not see each other's predictions), which is how BERT's MLM
-    head was trained.
+    Each mask is predicted from the whole sentence at once (the masks do not see each
+    other's predictions), which is how BERT's MLM head was trained.
     """
-    if not 1 <= top_k <= len(tokenizer):
-        raise ValueError(f"--top-k must be between 1 and the vocabulary size {len(tokenizer)}, got {top_k}")
     encoding = tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")
     input_ids = encoding["input_ids"]
     is_mask = input_ids == tokenizer.mask_token_id
@@ -32,9 +30,71 @@ def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
              # The model computes MLM logits where labels are set; the values themselves are unused.
              "labels": np.where(is_mask, tokenizer.mask_token_id, IGNORE_INDEX)}
     mlm_logits, _ = predict(batch)
-    probs = np.exp(log_softmax(mlm_logits))  # (masks, V)
-    best = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]
-    return [[(tokenizer.convert_ids_to_tokens(int(i)), float(p[i])) for i in row] for p, row in zip(probs, best)]
+    return input_ids[0], np.exp(log_softmax(mlm_logits))
+
+
+def check_top_k(top_k: int, tokenizer) -> None:
+    if not 1 <= top_k <= len(tokenizer):
+        raise ValueError(f"top_k (--top-k) must be between 1 and the vocabulary size {len(tokenizer)}, got {top_k}")
+
+
+def top_tokens(probs: np.ndarray, top_k: int) -> np.ndarray:
+    """The ids of the ``top_k`` most likely tokens of each row, most likely first (ties: lower id).  (masks, top_k)"""
+    return np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]
+
+
+def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
+              max_length: int = 512) -> list[list[tuple[str, float]]]:
+    """The ``top_k`` most likely tokens, with probabilities, for each [MASK] of ``text``: one list per [MASK]."""
+    check_top_k(top_k, tokenizer)
+    _, probs = mask_probabilities(predict, tokenizer, text, max_length)
+    return [[(tokenizer.convert_ids_to_tokens(int(i)), float(p[i])) for i in row]
+            for p, row in zip(probs, top_tokens(probs, top_k))]
+
+
+class FillMaskPipeline(Pipeline):
+    """transformers' ``pipeline("fill-mask")``: ``{"score", "token", "token_str", "sequence"}`` per candidate.
+
+    A text with one [MASK] gives a list of ``top_k`` candidates, one with several masks a
+    list of such lists (each mask predicted on its own, as in transformers). A list of texts
+    gives one result per text. A text longer than the model takes is truncated (transformers
+    fails on it); a [MASK] cut off that way is a ValueError.
+    """
+
+    task = "fill-mask"
+    model_class = "BertForPreTraining"  # reads any folder with cls.predictions.*, as BertForMaskedLM does
+    heads = ("cls.predictions.",)
+    advice = "pre-train it first (python -m numpy_bert train --init-from MODEL)"
+
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """A backend's ``predict``: MLM logits at the labelled positions (N, V), NSP logits (B, 2)."""
+        out = self.forward(**batch, labelled_positions_only=True)
+        return out["prediction_logits"], out["seq_relationship_logits"]
+
+    def run(self, inputs: str | list[str], *, top_k: int = 5) -> list:
+        texts, _ = as_list(inputs)
+        check_top_k(top_k, self.tokenizer)
+        results = [self.fill(text, top_k) for text in texts]
+        return results[0] if len(results) == 1 else results  # a list of one text too, as transformers
+
+    def fill(self, text: str, top_k: int) -> list:
+        input_ids, probs = mask_probabilities(self.predict, self.tokenizer, text, self.max_length)
+        positions = np.flatnonzero(input_ids == self.tokenizer.mask_token_id)
+        # The sequence drops [PAD]s; with one mask it drops every special token, with several it keeps
+        # them, so that the other [MASK]s stay visible (transformers' rule, [CLS] and [SEP] included).
+        single = len(positions) == 1
+        results = []
+        for position, p, best in zip(positions, probs, top_tokens(probs, top_k)):
+            candidates = []
+            for token in map(int, best):
+                filled = input_ids.copy()
+                filled[position] = token
+                sequence = self.tokenizer.decode(filled[filled != self.tokenizer.pad_token_id],
+                                                 skip_special_tokens=single)
+                candidates.append({"score": float(p[token]), "token": token,
+                                   "token_str": self.tokenizer.decode([token]), "sequence": sequence})
+            results.append(candidates)
+        return results[0] if single else results
 
 
 def _check_masks_kept(tokenizer, text: str, kept: int, max_length: int) -> None:

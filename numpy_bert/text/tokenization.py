@@ -40,8 +40,8 @@ import os
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -380,6 +380,15 @@ class BatchEncoding(dict):
             raise AttributeError(name) from None
 
 
+class TokenSpan(NamedTuple):
+    """One token and the characters of the text it came from (see ``BertTokenizer.tokenize_with_spans``)."""
+
+    token: str
+    start: int  # text[start:end] is the token's original text: its case and accents, a ## piece without the ##
+    end: int
+    word: int  # which word (pre-tokenized piece) of the text, counted from 0
+
+
 def _check_text(text: Any, what: str = "text") -> None:
     if not isinstance(text, str):
         raise ValueError(f"{what} must be a str, got {type(text).__name__}: {text!r:.80}")
@@ -632,6 +641,56 @@ class BertTokenizer:
                     tokens.extend(self.wordpiece.tokenize(word))
         return tokens
 
+    def tokenize_with_spans(self, text: str) -> list[TokenSpan]:
+        """The tokens of :meth:`tokenize`, each with the characters of ``text`` it came from.
+
+        These are transformers' ``offset_mapping`` and ``word_ids()``: what the token-classification
+        and question-answering pipelines need to point back into the text. A character that
+        normalization drops (a control character, an accent written as a combining mark after its
+        letter) belongs to no token, so a token ends at the last character it kept. A word that
+        WordPiece cannot cut is one ``[UNK]`` over the whole word. Slower than :meth:`tokenize`: it
+        normalizes one character at a time, to know where each normalized character came from.
+        """
+        _check_text(text)
+        spans: list[TokenSpan] = []
+        word = 0  # the number of the next word
+        start = 0  # where the next part begins in text
+        for i, part in enumerate(self._special_tokens_re.split(text)):  # odd parts: literal special tokens
+            if i % 2:
+                spans.append(TokenSpan(part, start, start + len(part), word))
+                word += 1
+            else:
+                for chars, origins in self._words_with_origins(part, start):  # origins[k]: where chars[k] came from
+                    at = 0  # characters of the word before this piece
+                    for piece in self.wordpiece.tokenize(chars):
+                        # WordPiece gives [UNK] only for a whole word; pieces after the first have a ## prefix
+                        n = (len(chars) if piece == self.unk_token
+                             else len(piece) - (len(CONTINUATION_PREFIX) if at else 0))
+                        spans.append(TokenSpan(piece, origins[at], origins[at + n - 1] + 1, word))
+                        at += n
+                    word += 1
+            start += len(part)
+        return spans
+
+    def _words_with_origins(self, text: str, offset: int) -> Iterator[tuple[str, list[int]]]:
+        """BasicTokenizer's words of ``text``, each with, per character, its index in the full text
+        (``offset`` + its index in ``text``): :meth:`BasicTokenizer.tokenize`, one character at a time."""
+        word: list[str] = []
+        origins: list[int] = []
+        for i, ch in enumerate(text):
+            for c in self.basic_tokenizer.normalize(ch):  # nothing, or one or more characters
+                if c.isspace() or is_punctuation(c):
+                    if word:
+                        yield "".join(word), origins
+                        word, origins = [], []
+                    if not c.isspace():
+                        yield c, [offset + i]
+                else:
+                    word.append(c)
+                    origins.append(offset + i)
+        if word:
+            yield "".join(word), origins
+
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """The ``input_ids`` of one text (or pair), without truncation or padding."""
         return self(text, text_pair, add_special_tokens=add_special_tokens)["input_ids"]
@@ -739,6 +798,10 @@ class BertTokenizer:
 
     # -- decoding ------------------------------------------------------------------------
 
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Tokens joined back into text by tokenizers' WordPiece decoder (:meth:`decode` without its options)."""
+        return "".join(_wordpiece_decode_token(t, first=i == 0) for i, t in enumerate(tokens))
+
     def decode(self, ids: int | Iterable[int], skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None) -> str:
         """Ids back to text, as transformers (tokenizers' WordPiece decoder) does it.
@@ -755,8 +818,7 @@ class BertTokenizer:
             ids = [ids]
         skip = set(self.all_special_tokens) if skip_special_tokens else set()
         tokens = [self._tokens[i] for i in map(int, ids) if 0 <= i < len(self._tokens)]
-        tokens = [t for t in tokens if t not in skip]
-        text = "".join(_wordpiece_decode_token(t, first=i == 0) for i, t in enumerate(tokens))
+        text = self.convert_tokens_to_string([t for t in tokens if t not in skip])
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         return _replace_all(text, _TEXT_CLEANUP) if clean_up_tokenization_spaces else text
