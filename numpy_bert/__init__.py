@@ -9,9 +9,10 @@ machinery around it: text/, data/, fast/, pipelines/, training/, cli/.
 from .config import PRESETS, BertConfig
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .layers import GeneratorMasks, KeyedMasks
-from .modeling import BertForPreTraining, BertModel
+from .modeling import BertForMaskedLM, BertForPreTraining, BertModel
 from .pipelines.pipeline import pipeline
 from .text.tokenization import BertTokenizer
 
-__all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
-           "BertForTokenClassification", "BertModel", "BertTokenizer", "GeneratorMasks", "KeyedMasks", "pipeline"]
+__all__ = ["PRESETS", "BertConfig", "BertForMaskedLM", "BertForPreTraining", "BertForQuestionAnswering",
+           "BertForSequenceClassification", "BertForTokenClassification", "BertModel", "BertTokenizer",
+           "GeneratorMasks", "KeyedMasks", "pipeline"]

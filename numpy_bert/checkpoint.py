@@ -110,6 +110,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=temporary_name(os.path.basename(path)), suffix=".tmp", dir=folder)
     try:
+        os.chmod(tmp, permissions(0o666))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -120,6 +121,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def permissions(mode: int) -> int:
+    """``mode`` less the umask: what open() and mkdir() give. tempfile's private 0600 files and
+    0700 folders would otherwise become checkpoints that nobody else can read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def json_bytes(data) -> bytes:
@@ -170,6 +179,7 @@ def save_model_files(directory: str | os.PathLike, config: Mapping, tensors: Map
     if not os.path.exists(directory):
         staged = tempfile.mkdtemp(prefix=temporary_name(name), suffix=".tmp", dir=parent)
         try:
+            os.chmod(staged, permissions(0o777))
             atomic_write_bytes(os.path.join(staged, CONFIG_NAME), config_bytes)
             save_tensors(os.path.join(staged, WEIGHTS_NAME), tensors, {"config_sha256": _sha256(config_bytes)})
             os.rename(staged, directory)

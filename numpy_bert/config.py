@@ -124,13 +124,15 @@ class BertConfig:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> BertConfig:
+        """The config.json of a checkpoint folder (or of a named model: "python-docs", "minilm")."""
+        from .checkpoint import named_model_dir, read_json_object  # checkpoint.py imports this module
+
+        directory = named_model_dir(directory)
         if not os.path.isdir(directory):
             raise ValueError(f"checkpoint folder {os.fspath(directory)!r} does not exist")
         path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise ValueError(f"no config.json in {os.fspath(directory)!r}")
-        from .checkpoint import read_json_object
-
         data = read_json_object(path)
         try:
             return cls.from_dict(data)

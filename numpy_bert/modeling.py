@@ -17,6 +17,9 @@ same steps in reverse. Reading the two together is the point of this file.
     └── cls: BertPreTrainingHeads
         ├── predictions: BertLMPredictionHead   transform, then decoder tied to word embeddings
         └── seq_relationship: Linear            next-sentence prediction
+
+BertForMaskedLM is the same without the pooler and without seq_relationship (its
+``cls`` is a BertOnlyMLMHead): the masked-LM model that ``train --no-nsp`` exports.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .layers import (
 )
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels, has_padding
 from .nn import Module, ModuleList, Parameter
-from .outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
+from .outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput, MaskedLMOutput
 
 
 class BertEmbeddings(Module):
@@ -406,6 +409,55 @@ class BertForPreTraining(BertPreTrainedModel):
             d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
         d_pooled = None if d_nsp is None else self.cls.seq_relationship.backward(d_nsp)  # (B, C)
         self.bert.backward(d_sequence, d_pooled)
+
+
+class BertOnlyMLMHead(Module):
+    def __init__(self, config: BertConfig, word_embeddings: Parameter):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with the masked-LM head alone, as transformers' run_mlm.py trains and saves it:
+    no pooler, no NSP head (a checkpoint's ``bert.pooler.*`` and ``cls.seq_relationship.*``
+    are ignored and listed). What ``train --no-nsp`` learns; the shipped python-docs model.
+
+    loss = CE(logits, labels; ignoring -100). Backward: the MLM head's, then the encoder's.
+    """
+
+    tied_weights = BertForPreTraining.tied_weights
+    loss_arguments = "labels"
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
+        super().__init__(config)
+        self.bert = BertModel(config, seed=None, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
+        self.post_init(seed, dtype)
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                token_type_ids: np.ndarray | None = None, labels: np.ndarray | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                labelled_positions_only: bool = False) -> MaskedLMOutput:
+        """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
+        encoded = self.bert(input_ids, attention_mask, token_type_ids,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        hidden = encoded.last_hidden_state  # (B, T, C)
+        B, T, C = self.sequence_shape = hidden.shape
+        check_pretraining_labels(self.config, labels, None, B, T, self.training)
+        self.selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
+        if self.selected is not None:
+            hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
+        logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
+        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
+        self.loss_grads = None if labels is None else (d_logits,)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                              attentions=encoded.attentions)
+
+    def backward(self) -> None:
+        """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
+        (d_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
+        d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
+        self.bert.backward(scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape))
 
 
 # ---- what the readable and the fast model share: label gathering and the loss --------------------

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import LoadingInfo, align_to_model, load_weights, save_model_files
+from .checkpoint import LoadingInfo, align_to_model, load_weights, named_model_dir, save_model_files
 from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
@@ -233,15 +233,17 @@ class BertPreTrainedModel(Module):
 
         Tensors the file lacks but the model has (a new task head) are initialised and
         listed; tensors of heads the model lacks are ignored and listed; anything else
-        missing, unexpected or mis-shaped is a ValueError.
+        missing, unexpected or mis-shaped is a ValueError. ``directory`` may also be a name that
+        :func:`~numpy_bert.checkpoint.named_model_dir` knows: "python-docs" or "minilm".
         """
+        directory = named_model_dir(directory)
         model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
         info = model.load_pretrained_weights(directory)
         return (model, info) if output_loading_info else model
 
     def load_pretrained_weights(self, directory: str | os.PathLike) -> LoadingInfo:
         """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
-        tensors = load_weights(directory)
+        tensors = load_weights(named_model_dir(directory))
         params = dict(self.named_parameters())
         aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights)
         for name, array in aligned.items():

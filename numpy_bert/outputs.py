@@ -27,6 +27,14 @@ class BertForPreTrainingOutput:
 
 
 @dataclass
+class MaskedLMOutput:
+    loss: Any = None  # the masked-LM cross-entropy, when labels are given
+    logits: Any = None  # (B, T, V), or (N labelled, V) with labelled_positions_only
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
 class SequenceClassifierOutput:
     loss: Any = None  # cross-entropy, or mean squared error when num_labels == 1
     logits: Any = None  # (B, num_labels)

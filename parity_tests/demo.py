@@ -8,7 +8,8 @@
    checkpoint (same weights, same WordPiece vocabulary trained on the corpus) on the
    same data, with dropout off, so the two loss curves should lie on top of each other.
 3. Plots both curves in one figure, prints how far apart the losses are, and asks
-   both trained models to fill in the same [MASK]s.
+   both trained models to fill in the same [MASK]s, next to the shipped ``python-docs``
+   model (pre-trained by numpy_bert with the README's recipe).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import numpy_bert
+from numpy_bert.checkpoint import named_model_dir
 from numpy_bert.cli.main import main as cli_main
 from numpy_bert.pipelines.fill_mask import fill_mask
 from numpy_bert.text.tokenization import BertTokenizer
@@ -69,11 +71,13 @@ def largest_loss_gap(rows: dict[str, list[dict]]) -> float:
 
 
 def show_fill_mask(out: Path) -> None:
-    print("\nfill-mask, top 3 (probability), after training:")
+    """The two 300-step models next to python-docs, pre-trained for two hours with the README's recipe."""
+    print(f"\nfill-mask, top 3 (probability): the two {out.name} runs, then the shipped python-docs model:")
+    models = {name: (backend, out / name) for name, backend in BACKENDS.items()}
+    models["python-docs"] = (NumpyBackend, Path(named_model_dir("python-docs")))
     for sentence in SENTENCES:
         print(f"  {sentence}")
-        for name, backend in BACKENDS.items():
-            folder = out / name
+        for name, (backend, folder) in models.items():
             loaded = backend.from_pretrained(folder, BackendOptions(device="cpu"))
             tokenizer = BertTokenizer.from_pretrained(folder)
             (predictions,) = fill_mask(loaded.predict, tokenizer, sentence, 3, max_length=128)

@@ -18,7 +18,7 @@ from numpy_bert.data.corpus import Corpus, Document, load_default_corpus
 from numpy_bert.training.arguments import TrainingArguments
 from numpy_bert.training.cloze import format_cloze_table, model_ranker, score_cloze, unigram_ranker
 from numpy_bert.training.pretraining import load_corpus_splits, train_tokenizer
-from tests.test_faults import error_line, train_args
+from tests.test_faults import error_line
 from torch_bert.training.pretraining import TorchBackend
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -172,13 +172,6 @@ def test_every_builtin_answer_is_a_token_of_the_default_vocabulary():
 
 
 # ---- the command line -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, corpus, micro_config) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    assert main(train_args(run, corpus, micro_config)) == 0
-    return run
 
 
 def printed_figures(capsys) -> dict:

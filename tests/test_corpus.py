@@ -16,13 +16,18 @@ from hypothesis import strategies as st
 
 from numpy_bert.data import corpus as corpus_module
 from numpy_bert.data.corpus import (
+    EXTENDED_CORPUS_NAME,
     Corpus,
     Document,
     build_default_corpus,
+    build_package_corpus,
     clean_text,
     default_corpus_cache_path,
+    extended_corpus,
+    extended_corpus_cache_path,
     load_corpus,
     load_default_corpus,
+    load_named_corpus,
     split_of,
     split_sentences,
 )
@@ -163,6 +168,84 @@ def test_real_cache_round_trip(cache, monkeypatch):
     load_default_corpus()
     monkeypatch.setattr(corpus_module, "build_default_corpus", lambda: pytest.fail("should read the cache"))
     assert _fingerprint(load_default_corpus()) == _fingerprint(built)
+
+
+# ---- the extended corpus: package docstrings -------------------------------------------
+
+
+PACKAGE_SOURCES = {
+    "__init__.py": '"""A package for testing the corpus builder with plain sentences."""\n',
+    "core.py": ('"""The core module explains what the package does in many words."""\n'
+                'def f():\n    """The function returns a value that callers can use."""\n'
+                'class C:\n    """The class holds the state that the functions share."""\n'),
+    "repeat.py": '"""The core module explains what the package does in many words."""\n',  # a repeated docstring
+    "tests/test_core.py": '"""Tests are not documentation and are always skipped here."""\n',
+    "broken.py": "def (:\n",
+}
+
+
+@pytest.fixture
+def fake_package(tmp_path, monkeypatch):
+    """An importable package ``corpuspkg`` with docstrings, a repeat, tests and a syntax error."""
+    for name, source in PACKAGE_SOURCES.items():
+        path = tmp_path / "corpuspkg" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "corpuspkg"
+
+
+def test_package_corpus_reads_docstrings_once_without_tests(fake_package):
+    corpus = build_package_corpus([fake_package, "no_such_package_anywhere"])
+    documents = {d.title: d.sentences for d in corpus}
+    assert documents == {
+        "package:corpuspkg": ("A package for testing the corpus builder with plain sentences.",),
+        "package:corpuspkg.core": ("The core module explains what the package does in many words.",
+                                   "The function returns a value that callers can use.",
+                                   "The class holds the state that the functions share."),
+    }, "repeat.py repeats a docstring (used once), tests/ and broken.py give nothing"
+    assert "corpuspkg" not in sys.modules, "packages are read with ast, never imported"
+
+
+def test_package_corpus_leaves_out_excluded_sentences(fake_package):
+    excluded = "The function returns a value that callers can use."
+    corpus = build_package_corpus([fake_package], exclude=[excluded])
+    assert excluded not in set(corpus.texts()) and len(list(corpus.texts())) == 3
+
+
+def test_extended_corpus_keeps_the_default_validation_split(fake_package):
+    default = _split_corpus()
+    packages = Corpus([Document(f"package:m{i}", (f"Package sentence number {i} is here.",)) for i in range(200)])
+    extended = extended_corpus(default, packages)
+    assert extended.split("validation").to_json()["documents"] == default.split("validation").to_json()["documents"]
+    train_titles = [d.title for d in extended.split("train")]
+    package_titles = [t for t in train_titles if t.startswith("package:")]
+    assert 150 < len(package_titles) < 200, "package documents only train; those hashed to validation are dropped"
+    assert set(train_titles) - set(package_titles) == {d.title for d in default.split("train")}
+
+
+def _split_corpus() -> Corpus:
+    return Corpus([Document(f"doc{i}", (f"Default sentence number {i}.",)) for i in range(100)], name="default")
+
+
+def test_extended_corpus_cache_is_keyed_by_package_versions(cache, monkeypatch):
+    first = extended_corpus_cache_path()
+    assert first.parent == cache and first.name.startswith("extended_corpus-")
+    monkeypatch.setattr(corpus_module, "package_versions", lambda packages=(): {"numpy": "0.0.1"})
+    assert extended_corpus_cache_path() != first
+
+
+def test_named_corpora(cache, monkeypatch, fake_package):
+    monkeypatch.setattr(corpus_module, "build_default_corpus", _split_corpus)
+    monkeypatch.setattr(corpus_module, "EXTENSION_PACKAGES", (fake_package,))
+    monkeypatch.setattr(corpus_module, "build_package_corpus",
+                        functools.partial(build_package_corpus, [fake_package]))
+    extended = load_named_corpus(EXTENDED_CORPUS_NAME)
+    assert extended_corpus_cache_path().is_file(), "cached like the default corpus"
+    default_texts = set(load_named_corpus("python-docs").texts())
+    assert default_texts < set(extended.texts())
+    with pytest.raises(ValueError, match="unknown corpus name 'wikipedia'"):
+        load_named_corpus("wikipedia")
 
 
 # ---- sentence splitting ---------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from numpy_bert import BertForPreTraining
+from numpy_bert import BertForMaskedLM
 from numpy_bert.checkpoint import load_tensors, save_tensors
 from numpy_bert.cli.main import main
 from numpy_bert.text.tokenization import BertTokenizer
@@ -58,18 +58,30 @@ def test_export_writes_float16_with_a_manifest_that_loads_everywhere(tmp_path, m
     weights = load_tensors(out / "model.safetensors")
     assert {a.dtype for a in weights.values()} == {np.dtype(np.float16)}
     original = load_tensors(mlm_run / "model.safetensors")
-    assert all(np.array_equal(weights[k], original[k].astype(np.float16)) for k in original)
+    untrained = {k for k in original if k.startswith(("bert.pooler.", "cls.seq_relationship."))}
+    assert untrained and set(weights) == set(original) - untrained, "an MLM-only run exports a BertForMaskedLM"
+    assert all(np.array_equal(weights[k], original[k].astype(np.float16)) for k in weights)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
     for name in ("args.json", "metrics.jsonl", "environment.jsonl", "vocab.txt", "tokenizer_config.json"):
         assert (out / name).is_file(), name
 
-    # numpy_bert upcasts to float32; transformers, given float32, computes the same logits.
+    # numpy_bert upcasts to float32; transformers, given float32, computes the same logits,
+    # with nothing missing or left over.
     tokenizer = BertTokenizer.from_pretrained(out)
     encoding = tokenizer(["A list is a [MASK] of items."], return_tensors="np")
-    mine = BertForPreTraining.from_pretrained(out).eval()(**encoding).prediction_logits
-    theirs = transformers.BertForPreTraining.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
+    mine = BertForMaskedLM.from_pretrained(out).eval()(**encoding).logits
+    theirs, info = transformers.BertForMaskedLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager",
+                                                                output_loading_info=True)
+    assert not any(info.values()), info
     with torch.no_grad():
-        reference = theirs.eval()(**{k: torch.from_numpy(v) for k, v in encoding.items()}).prediction_logits
+        reference = theirs.eval()(**{k: torch.from_numpy(v) for k, v in encoding.items()}).logits
     assert np.abs(mine - reference.numpy()).max() <= 1e-5 * np.abs(reference.numpy()).max()
+
+
+def test_an_nsp_run_exports_its_whole_pretraining_model(tmp_path, trained_run):
+    assert main(["export", str(trained_run), str(tmp_path / "shared"), "--dtype", "float32"]) == 0
+    assert set(load_tensors(tmp_path / "shared" / "model.safetensors")) == set(
+        load_tensors(trained_run / "model.safetensors"))
 
 
 def test_a_changed_file_is_refused_by_the_manifest(tmp_path, mlm_run, capsys):

@@ -40,13 +40,6 @@ def train_args(out: Path, corpus: str, micro_config: str, *extra: str) -> list[s
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, corpus, micro_config) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    assert main(train_args(run, corpus, micro_config)) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory, corpus, micro_config) -> Path:
     """A 3-step run as a crash during its last step leaves it: the latest checkpoint is step 2's."""
     run = tmp_path_factory.mktemp("interrupted") / "run"
@@ -155,6 +148,22 @@ def test_kill_during_save_pretrained_leaves_a_loadable_model(tmp_path):
         outcomes[f"model {which}"] += 1
     print(f"save_pretrained, {KILL_TRIALS} kills: {outcomes}")
     assert outcomes["model 0"] + outcomes["model 1"] > 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_get_the_usual_permissions(tmp_path, umask):
+    """Files and folders as open() and mkdir() make them (the umask applies), not tempfile's 0600/0700."""
+    previous = os.umask(umask)
+    try:
+        model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+                                                         num_attention_heads=2, intermediate_size=16))
+        model.save_pretrained(tmp_path / "m")  # a new folder: staged, then renamed
+        model.save_pretrained(tmp_path / "m")  # an existing one: each file replaced
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "m", *(tmp_path / "m").iterdir()]}
+    assert modes == {"m": 0o777 & ~umask, "config.json": 0o666 & ~umask, "model.safetensors": 0o666 & ~umask}
 
 
 def test_kill_during_checkpoint_writes_leaves_the_latest_complete(tmp_path):

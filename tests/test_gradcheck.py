@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_bert import BertConfig, BertForPreTraining, BertModel
+from numpy_bert import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
 from numpy_bert.layers import (
     GELU,
     Dropout,
@@ -268,6 +268,17 @@ def test_whole_model_with_one_pretraining_loss(rng, only):
                  next_sentence_label=np.array([1, 0]))
     del batch["next_sentence_label" if only == "mlm_loss" else "labels"]
     check_loss_gradients(model, batch, seed=2, count=6, loss=only)
+
+
+@pytest.mark.parametrize("gathered", [False, True])
+def test_masked_lm_model(rng, gathered):
+    """BertForMaskedLM (no pooler, no NSP head), with logits at every position or only the labelled ones."""
+    model = init_random(BertForMaskedLM(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
+    batch = dict(input_ids=np.array([[2, 5, 7, 9, 0], [2, 4, 4, 3, 8]]),
+                 attention_mask=np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]),
+                 labels=np.array([[-100, 11, -100, 3, -100], [-100, 6, -100, 30, 1]]),
+                 labelled_positions_only=gathered)
+    check_loss_gradients(model, batch, seed=3, count=6)
 
 
 def test_whole_model_tied_weights_and_ignored_labels(rng):

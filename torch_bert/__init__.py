@@ -9,8 +9,9 @@ from numpy_bert.config import PRESETS, BertConfig
 from numpy_bert.text.tokenization import BertTokenizer
 
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
-from .modeling import BertForPreTraining, BertModel
+from .modeling import BertForMaskedLM, BertForPreTraining, BertModel
 from .pipelines import pipeline
 
-__all__ = ["PRESETS", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
-           "BertForTokenClassification", "BertModel", "BertTokenizer", "pipeline"]
+__all__ = ["PRESETS", "BertConfig", "BertForMaskedLM", "BertForPreTraining", "BertForQuestionAnswering",
+           "BertForSequenceClassification", "BertForTokenClassification", "BertModel", "BertTokenizer",
+           "pipeline"]

@@ -28,7 +28,7 @@ from torch import nn
 
 from numpy_bert.config import IGNORE_INDEX, BertConfig
 from numpy_bert.modeling import check_pretraining_labels
-from numpy_bert.outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput
+from numpy_bert.outputs import BaseModelOutputWithPooling, BertForPreTrainingOutput, MaskedLMOutput
 
 from .layers import GELU, Dropout
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, has_padding
@@ -316,6 +316,45 @@ class BertForPreTraining(BertPreTrainedModel):
             loss=mlm_loss + nsp_loss if both else None, prediction_logits=prediction_logits,
             seq_relationship_logits=nsp_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
             hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig, word_embeddings: nn.Parameter):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with the masked-LM head alone, as transformers' run_mlm.py trains and saves it:
+    no pooler, no NSP head. loss = CE(logits, labels; ignoring -100).
+    """
+
+    tied_weights = BertForPreTraining.tied_weights
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=torch.float32):
+        super().__init__(config)
+        self.bert = BertModel(config, seed=None, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
+        self.post_init(seed, dtype)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                labelled_positions_only: bool = False) -> MaskedLMOutput:
+        """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
+        encoded = self.bert(input_ids, attention_mask, token_type_ids,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        hidden = encoded.last_hidden_state  # (B, T, C)
+        B, T, C = hidden.shape
+        check_pretraining_labels(self.config, labels, None, B, T, self.training)
+        selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
+        if selected is not None:
+            hidden = hidden.reshape(B * T, C)[selected]  # (N, C)
+        logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
+        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
+                                                           mlm_targets(labels, selected))
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                              attentions=encoded.attentions)
 
 
 def labelled_rows(labels: torch.Tensor | None) -> torch.Tensor | None:

@@ -18,6 +18,7 @@ from numpy_bert.checkpoint import (
     align_to_model,
     check_finite,
     load_weights,
+    named_model_dir,
     save_model_files,
 )
 from numpy_bert.config import BertConfig
@@ -113,14 +114,18 @@ class BertPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, dtype=torch.float32, output_loading_info: bool = False,
                         **kwargs):
-        """Load config.json + model.safetensors (or a pytorch_model.bin, with weights_only=True)."""
+        """Load config.json + model.safetensors (or a pytorch_model.bin, with weights_only=True).
+
+        ``directory`` may also be a name that numpy_bert.checkpoint.named_model_dir knows ("python-docs", "minilm").
+        """
+        directory = named_model_dir(directory)
         model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
         info = model.load_pretrained_weights(directory)
         return (model, info) if output_loading_info else model
 
     def load_pretrained_weights(self, directory: str | os.PathLike) -> LoadingInfo:
         """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
-        tensors = _read_weights(directory)
+        tensors = _read_weights(named_model_dir(directory))
         params = dict(self.named_parameters())
         aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()}, self.tied_weights)
         with torch.no_grad():

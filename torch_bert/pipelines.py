@@ -23,14 +23,14 @@ from numpy_bert.pipelines.pipeline import pipeline as numpy_pipeline
 from numpy_bert.text.tokenization import BertTokenizer
 
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
-from .modeling import BertForPreTraining, BertModel
+from .modeling import BertForMaskedLM, BertModel
 
 
 class TorchModels:
     """torch_bert's model classes behind the pipelines, in evaluation mode, on ``device``."""
 
     name = "torch_bert"
-    classes = {cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForSequenceClassification,
+    classes = {cls.__name__: cls for cls in (BertModel, BertForMaskedLM, BertForSequenceClassification,
                                              BertForTokenClassification, BertForQuestionAnswering)}
 
     def __init__(self, device: str | torch.device | None = None):

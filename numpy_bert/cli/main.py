@@ -104,8 +104,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     data = parser.add_argument_group("data")
     data.add_argument("--corpus",
-                      help="a UTF-8 text file (blank lines between documents) or a folder of .txt files "
-                           "(default: the embedded corpus of Python's documentation)")
+                      help="a UTF-8 text file (blank lines between documents), a folder of .txt files, or a "
+                           "named corpus: python-docs (the default: Python's own documentation) or "
+                           "python-docs+packages (plus the docstrings of numpy, torch, matplotlib and other installed "
+                           "packages, training only: the validation split stays python-docs')")
     data.add_argument("--vocab-size", type=positive_int,
                       help="size of the WordPiece vocabulary trained on the corpus (saved in the run folder)")
     data.add_argument("--seq-len", type=positive_int, help="maximum tokens per sentence pair")

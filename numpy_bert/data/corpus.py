@@ -370,6 +370,91 @@ def build_default_corpus() -> Corpus:
     return Corpus(documents, name="python-docs")
 
 
+# ---------------------------------------------------------------------------
+# The extended corpus: the default one plus the docstrings of installed packages
+# ---------------------------------------------------------------------------
+
+# Named corpora that --corpus accepts besides paths.
+DEFAULT_CORPUS_NAME = "python-docs"
+EXTENDED_CORPUS_NAME = "python-docs+packages"
+CORPUS_NAMES = (DEFAULT_CORPUS_NAME, EXTENDED_CORPUS_NAME)
+# Packages whose docstrings extend the default corpus: numpy_bert's own dependencies and
+# theirs (torch brings sympy and networkx), so that every installation of the project
+# can build it. Missing ones are skipped; the cache name records the versions found.
+EXTENSION_PACKAGES = ("numpy", "matplotlib", "torch", "sympy", "networkx", "transformers", "hypothesis",
+                      "_pytest", "jinja2")
+
+
+def build_package_corpus(packages: Iterable[str] = EXTENSION_PACKAGES, exclude: Iterable[str] = ()) -> Corpus:
+    """Documents ``package:<module>`` from the docstrings of installed packages, read with ``ast``.
+
+    Nothing is imported (importing torch would take seconds and run its code). A
+    sentence is used once, and never if it is in ``exclude``: the default corpus's
+    sentences, so that no validation sentence of the default corpus leaks into
+    training through a package that copied it.
+    """
+    seen_sentences = set(exclude)
+    seen_docstrings: set[str] = set()
+    documents = []
+    for package in packages:
+        root = _package_root(package)
+        if root is None:
+            continue
+        for path in _source_files(root):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            sentences = []
+            for doc in _parsed_docstrings(path):
+                if doc not in seen_docstrings:
+                    seen_docstrings.add(doc)
+                    sentences += [s for s in clean_text(doc) if s not in seen_sentences]
+                    seen_sentences.update(sentences)
+            documents.append(Document(f"package:{module}", tuple(sentences)))
+    return Corpus(documents, name="packages")
+
+
+def extended_corpus(default: Corpus, packages: Corpus) -> Corpus:
+    """The default corpus plus package documents, which only ever train.
+
+    The validation split stays the default corpus's own (the held-out figures of
+    both corpora are measured on the same documents): package documents that the
+    title hash would put into validation are left out.
+    """
+    extra = [d for d in packages if split_of(d.title) == "train"]
+    return Corpus([*default, *extra], name=EXTENDED_CORPUS_NAME)
+
+
+def package_versions(packages: Iterable[str] = EXTENSION_PACKAGES) -> dict[str, str]:
+    """Installed versions of the extension packages (by distribution name), for the cache name."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in packages:
+        try:
+            found[package] = version(package.lstrip("_"))
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _package_root(package: str) -> Path | None:
+    """The folder of an installed top-level package, located without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _parsed_docstrings(path: Path) -> list[str]:
+    try:
+        return list(_docstrings(ast.parse(path.read_bytes(), filename=str(path))))
+    except (SyntaxError, ValueError, OSError) as err:  # e.g. lib2to3's deliberately broken data files
+        logger.debug("skipping %s: %s", path, err)
+        return []
+
+
 def _topic_texts() -> dict[str, list[str]]:
     from pydoc_data.topics import topics
 
@@ -380,21 +465,17 @@ def _python_module_texts() -> dict[str, list[str]]:
     """Docstrings of every standard-library ``.py`` module, read from source with ``ast``."""
     root = Path(sysconfig.get_paths()["stdlib"])
     texts = {}
-    for path in _stdlib_sources(root):
+    for path in _source_files(root):
         parts = path.relative_to(root).with_suffix("").parts
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         if parts[0] not in sys.stdlib_module_names:
             continue  # a file the distribution added, such as _sysconfigdata_*.py
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError, OSError) as err:  # e.g. lib2to3's deliberately broken data files
-            logger.debug("skipping %s: %s", path, err)
-            continue
-        texts[f"module:{module}"] = list(_docstrings(tree))
+        texts[f"module:{module}"] = _parsed_docstrings(path)
     return texts
 
 
-def _stdlib_sources(root: Path) -> list[Path]:
+def _source_files(root: Path) -> list[Path]:
+    """The ``.py`` files under ``root`` in a fixed order, without tests, demos and ``__main__``."""
     found = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders
@@ -483,21 +564,50 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NUMPY_BERT_CACHE") or Path.home() / ".cache" / "numpy_bert")
 
 
+def _python_tag() -> str:
+    return f"{sys.implementation.name}-{'.'.join(map(str, sys.version_info[:3]))}"
+
+
 def default_corpus_cache_path() -> Path:
     """The cache file, named after the Python that built it and the corpus format."""
-    python = f"{sys.implementation.name}-{'.'.join(map(str, sys.version_info[:3]))}"
-    return cache_dir() / f"default_corpus-{python}-v{CORPUS_FORMAT_VERSION}.json"
+    return cache_dir() / f"default_corpus-{_python_tag()}-v{CORPUS_FORMAT_VERSION}.json"
+
+
+def extended_corpus_cache_path() -> Path:
+    """Named after the Python, the extension packages' versions and the corpus format."""
+    versions = json.dumps(package_versions(), sort_keys=True).encode("utf-8")
+    return cache_dir() / (f"extended_corpus-{_python_tag()}-{hashlib.sha256(versions).hexdigest()[:12]}"
+                          f"-v{CORPUS_FORMAT_VERSION}.json")
 
 
 def load_default_corpus(rebuild: bool = False) -> Corpus:
     """The default corpus, from the cache when there is a readable one, else built and cached."""
-    path = default_corpus_cache_path()
+    return _load_cached(default_corpus_cache_path(), build_default_corpus, rebuild)
+
+
+def load_extended_corpus(rebuild: bool = False) -> Corpus:
+    """The default corpus plus the extension packages' docstrings (:func:`extended_corpus`), cached."""
+    def build() -> Corpus:
+        default = load_default_corpus(rebuild)
+        return extended_corpus(default, build_package_corpus(exclude=default.texts()))
+
+    return _load_cached(extended_corpus_cache_path(), build, rebuild)
+
+
+def load_named_corpus(name: str, rebuild: bool = False) -> Corpus:
+    """One of :data:`CORPUS_NAMES`."""
+    if name not in CORPUS_NAMES:
+        raise ValueError(f"unknown corpus name {name!r}; expected one of {', '.join(CORPUS_NAMES)} or a path")
+    return load_default_corpus(rebuild) if name == DEFAULT_CORPUS_NAME else load_extended_corpus(rebuild)
+
+
+def _load_cached(path: Path, build, rebuild: bool) -> Corpus:
     if not rebuild and path.exists():
         try:
             return Corpus.from_json(json.loads(path.read_bytes()))
         except (ValueError, OSError) as err:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             logger.warning("corpus cache %s is unreadable (%s); rebuilding it", path, err)
-    corpus = build_default_corpus()
+    corpus = build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(corpus.to_json(), ensure_ascii=False).encode("utf-8"))
@@ -551,13 +661,15 @@ def parse_documents(text: str, title: str) -> list[Document]:
 
 
 def main() -> None:
-    """``python -m numpy_bert.data.corpus [--rebuild]``: load (or build) the default corpus, print its size."""
+    """``python -m numpy_bert.data.corpus [NAME] [--rebuild]``: load (or build) a named corpus, print its size."""
     import time
 
-    path = default_corpus_cache_path()
+    names = [a for a in sys.argv[1:] if a != "--rebuild"]
+    name = names[0] if names else DEFAULT_CORPUS_NAME
+    path = default_corpus_cache_path() if name == DEFAULT_CORPUS_NAME else extended_corpus_cache_path()
     cache_before = path.stat().st_mtime_ns if path.exists() else None
     start = time.perf_counter()
-    corpus = load_default_corpus(rebuild="--rebuild" in sys.argv)
+    corpus = load_named_corpus(name, rebuild="--rebuild" in sys.argv)
     seconds = time.perf_counter() - start
     cache_after = path.stat().st_mtime_ns if path.exists() else None
     source = "loaded from the cache" if cache_before is not None and cache_before == cache_after else "built"

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..checkpoint import LoadingInfo
 from ..heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
-from ..modeling import BertForPreTraining, BertModel
+from ..modeling import BertForMaskedLM, BertModel
 from ..text.tokenization import BertTokenizer
 
 FINETUNE = "python -m numpy_bert finetune --task {task} --model MODEL"  # how to get a task head, in the errors
@@ -27,7 +27,7 @@ class NumpyModels:
     """numpy_bert's model classes behind the pipelines, in evaluation mode (no dropout)."""
 
     name = "numpy_bert"
-    classes = {cls.__name__: cls for cls in (BertModel, BertForPreTraining, BertForSequenceClassification,
+    classes = {cls.__name__: cls for cls in (BertModel, BertForMaskedLM, BertForSequenceClassification,
                                              BertForTokenClassification, BertForQuestionAnswering)}
 
     def load(self, class_name: str, folder: str, **kwargs) -> tuple[Any, LoadingInfo]:

@@ -62,14 +62,14 @@ class FillMaskPipeline(Pipeline):
     """
 
     task = "fill-mask"
-    model_class = "BertForPreTraining"  # reads any folder with cls.predictions.*, as BertForMaskedLM does
+    model_class = "BertForMaskedLM"  # as transformers' pipeline; a pre-training folder's NSP head is left out
     heads = ("cls.predictions.",)
     advice = "pre-train it first (python -m numpy_bert train --init-from MODEL)"
 
     def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """A backend's ``predict``: MLM logits at the labelled positions (N, V), NSP logits (B, 2)."""
+        """A backend's ``predict``: MLM logits at the labelled positions (N, V), and no NSP logits."""
         out = self.forward(**batch, labelled_positions_only=True)
-        return out["prediction_logits"], out["seq_relationship_logits"]
+        return out["logits"], None
 
     def run(self, inputs: str | list[str], *, top_k: int = 5) -> list:
         texts, _ = as_list(inputs)

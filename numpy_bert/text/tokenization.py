@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..checkpoint import atomic_write_bytes, read_json_object, read_lines
+from ..checkpoint import atomic_write_bytes, named_model_dir, read_json_object, read_lines
 
 VOCAB_NAME = "vocab.txt"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
@@ -497,9 +497,9 @@ class BertTokenizer:
 
         Reads ``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``, the special
         token names, ``model_max_length`` and ``clean_up_tokenization_spaces``; keyword
-        arguments override them.
+        arguments override them. ``directory`` may also be a named model ("python-docs", "minilm").
         """
-        directory = os.fspath(directory)
+        directory = named_model_dir(directory)
         if not os.path.isdir(directory):
             raise ValueError(f"tokenizer folder {directory!r} does not exist")
         settings = cls._read_config(os.path.join(directory, TOKENIZER_CONFIG_NAME))

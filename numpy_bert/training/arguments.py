@@ -19,6 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from ..config import CONFIG_NAME, PRESETS
+from ..data.corpus import CORPUS_NAMES
 from ..data.finetune_data import TASKS as FINETUNING_TASKS
 from ..data.pretraining_data import TASKS as PRETRAINING_TASKS
 from .run_folder import RunFolder
@@ -156,7 +157,7 @@ class TrainingArguments(BackendOptions):
     dropout: float | None = option(PROBABILITY, None)  # both dropout rates; None: the config's
     dtype: str = option(one_of(DTYPES), "float32")  # the parameters' dtype
     # the data
-    corpus: str | None = option(TEXT, None)  # a text file or a folder of them (made absolute); None: embedded
+    corpus: str | None = option(TEXT, None)  # a corpus name, a text file or a folder of them (made absolute)
     vocab_size: int = option(POSITIVE_INT, 8192)  # of the WordPiece vocabulary trained on the corpus
     seq_len: int = option(POSITIVE_INT, 128)  # maximum tokens per sentence pair
     batch_size: int = option(POSITIVE_INT, 32)  # pairs per micro-batch (under torchrun: all processes together)
@@ -188,7 +189,7 @@ class TrainingArguments(BackendOptions):
                 raise ValueError(f"--config {self.config!r} is neither a preset ({', '.join(PRESETS)}) nor a "
                                  "folder with a config.json")
             self.config = os.path.abspath(self.config)  # so that --resume finds it from any folder
-        if self.corpus is not None:  # absolute, so that --resume and eval find it from any folder
+        if self.corpus is not None and self.corpus not in CORPUS_NAMES:  # absolute: --resume and eval find it anywhere
             self.corpus = os.path.abspath(self.corpus)
         _check_precision(self.precision, self.dtype)
 

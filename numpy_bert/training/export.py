@@ -3,7 +3,10 @@ config, the record of how it was trained, and a manifest of SHA-256 sums.
 
     python -m numpy_bert export runs/python-docs numpy_bert/pretrained/python-docs --dtype float16
 
-is how the shipped ``python-docs`` model was made. The folder loads like any checkpoint
+is how the shipped ``python-docs`` model was made. A run pre-trained with ``--no-nsp`` is written as
+a BertForMaskedLM, the model transformers' run_mlm.py saves: its pooler and NSP head never
+learned anything, so they are left out (a model that needs a pooler initialises one, and says
+so). The folder loads like any checkpoint
 (``from_pretrained`` upcasts float16 to the model's float32), in transformers too, and
 ``eval`` finds the training options in its args.json.
 """
@@ -25,6 +28,7 @@ from .run_folder import ARGS_NAME, ENVIRONMENT_NAME, METRICS_NAME, PLOTS_DIR, Ru
 MANIFEST_NAME = "manifest.json"
 EXPORT_DTYPES = ("float16", "float32")
 RECORDS = (ARGS_NAME, METRICS_NAME, ENVIRONMENT_NAME)  # how the model was trained, copied as they are
+UNTRAINED_BY_MLM = ("bert.pooler.", "cls.seq_relationship.")  # no gradient reaches them without NSP
 
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16",
@@ -36,6 +40,8 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "flo
     tensors = load_weights(run)  # checked: whole, finite, saved with its config
     config = read_json_object(run / CONFIG_NAME)
     tokenizer = BertTokenizer.from_pretrained(run)
+    if trained_mlm_only(run):
+        tensors, config = as_masked_lm(tensors, config)
     if dtype == "float16":
         check_representable(tensors, run)
     RunFolder(out).claim("export", "numpy_bert", overwrite_output_dir)
@@ -49,6 +55,17 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "flo
     if (run / PLOTS_DIR).is_dir():
         shutil.copytree(run / PLOTS_DIR, out / PLOTS_DIR, dirs_exist_ok=True)
     return write_manifest(out, {"exported_from": os.fspath(run), "dtype": dtype})
+
+
+def trained_mlm_only(run: Path) -> bool:
+    """A pre-training run with ``--no-nsp``: its pooler and NSP head kept their random initial weights."""
+    return (run / ARGS_NAME).is_file() and read_json_object(run / ARGS_NAME).get("task") == "mlm"
+
+
+def as_masked_lm(tensors: dict[str, np.ndarray], config: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """The BertForMaskedLM checkpoint transformers' run_mlm.py would save: without the untrained layers."""
+    kept = {name: array for name, array in tensors.items() if not name.startswith(UNTRAINED_BY_MLM)}
+    return kept, {**config, "architectures": ["BertForMaskedLM"]}
 
 
 def check_representable(tensors: dict[str, np.ndarray], source: Path) -> None:

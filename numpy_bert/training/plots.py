@@ -108,7 +108,9 @@ def plot_runs(runs: dict[str, Sequence[dict[str, Any]]], path: str | os.PathLike
         loss_axes.plot(*_series(rows, "validation", "loss"), marker="o", markersize=4, linestyle="--",
                        color=line.get_color(), label=f"{label} (validation)")
         _plot(accuracy_axes, *_series(rows, "validation", "mlm_accuracy"), label, marker="o")
-    loss_axes.set(title=f"{title}: loss (MLM + NSP)", xlabel="optimizer step", ylabel="cross-entropy (nats)")
+    with_nsp = any("nsp_loss" in row for rows in runs.values() for row in rows)
+    loss_axes.set(title=f"{title}: loss ({'MLM + NSP' if with_nsp else 'MLM'})", xlabel="optimizer step",
+                  ylabel="cross-entropy (nats)")
     accuracy_axes.set(title="held-out masked-token accuracy", xlabel="optimizer step", ylabel="MLM accuracy")
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)

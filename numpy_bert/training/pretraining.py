@@ -52,13 +52,14 @@ import numpy as np
 
 from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, save_tensors
 from ..config import PRESETS, BertConfig
-from ..data.corpus import Corpus, load_corpus, load_default_corpus
+from ..data.corpus import CORPUS_NAMES, Corpus, load_corpus, load_default_corpus, load_named_corpus
 from ..data.masking import MaskingCollator
 from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
 from ..fast import FastBertForPreTraining
 from ..layers import GeneratorMasks
 from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
+from ..pipelines.base import check_head
 from ..text.tokenization import VOCAB_NAME, BertTokenizer
 from ..text.wordpiece_trainer import train_wordpiece_vocab
 from .arguments import MASKING_STRATEGIES, BackendOptions, Options, TrainingArguments
@@ -84,8 +85,11 @@ class TrainingDiverged(RuntimeError):
 
 
 def load_corpus_splits(path: str | os.PathLike | None) -> tuple[Corpus, Corpus]:
-    """(train, validation) parts of ``path`` (a text file or folder), or of the embedded corpus."""
-    corpus = load_default_corpus() if path is None else load_corpus(path)
+    """(train, validation) parts of ``path`` (a text file or folder, or a corpus name), or of the embedded corpus."""
+    if path is None:
+        corpus = load_default_corpus()
+    else:
+        corpus = load_named_corpus(path) if path in CORPUS_NAMES else load_corpus(path)
     return split_corpus(corpus)
 
 
@@ -187,9 +191,7 @@ def check_same_structure(saved: Any, expected: Any, where: str) -> None:
 
 def check_masked_lm_head(info: LoadingInfo, folder: str | os.PathLike) -> None:
     """Refuse a model whose MLM head would be freshly initialised: its predictions would be random."""
-    if any(name.startswith("cls.predictions.") for name in info.missing_keys):
-        raise ValueError(f"{os.fspath(folder)} has no masked-LM head (no cls.predictions.* tensors): its predictions "
-                         "would come from random weights; pre-train it first (train --init-from MODEL)")
+    check_head(info, folder, "masked-LM", ("cls.predictions.",), "pre-train it first (train --init-from MODEL)")
 
 
 def training_losses(output) -> tuple:
