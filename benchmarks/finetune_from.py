@@ -4,7 +4,7 @@ random weights, and from MiniLM, with the same data, steps and learning rate.
 ``python -m benchmarks.finetune_from [--tasks classify,tag,qa] [--epochs 3] [--plot]``
 
 The random-weight model is python-docs' config and vocabulary with freshly drawn weights
-(``BertForPreTraining(config, seed=0)``): the only difference is pre-training. Results go to
+(``BertForMaskedLM(config, seed=0)``, as python-docs is saved): the only difference is pre-training. Results go to
 ``benchmarks/results/finetune_from.json`` with the bar chart ``finetune_from.png``; each run's
 folder (``runs/finetune_from/<task>-<model>``) keeps its metrics.json and plots.
 """
@@ -32,7 +32,7 @@ FIGURES = {"classify": ("accuracy", "macro_f1"), "tag": ("f1", "macro_f1"), "qa"
 def random_copy(folder: Path) -> Path:
     """python-docs' config and vocabulary, weights drawn afresh (seed 0)."""
     config = numpy_bert.BertConfig.from_pretrained("python-docs")
-    numpy_bert.BertForPreTraining(config, seed=0).save_pretrained(folder)
+    numpy_bert.BertForMaskedLM(config, seed=0).save_pretrained(folder)
     numpy_bert.BertTokenizer.from_pretrained("python-docs").save_pretrained(folder)
     return folder
 

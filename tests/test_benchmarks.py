@@ -179,3 +179,25 @@ def test_matrix_modes():
                                           ("Tesla T4", None)])
 def test_gpu_peak_takes_the_most_specific_datasheet_entry(name, tflops):
     assert gpu_peak(name)[0] == tflops
+
+
+def test_finetune_from_random_copy_differs_only_in_its_weights(tmp_path):
+    import numpy as np
+
+    from benchmarks.finetune_from import random_copy
+    from numpy_bert import BertConfig, BertForMaskedLM, BertTokenizer
+
+    folder = random_copy(tmp_path / "random")
+    assert BertConfig.from_pretrained(folder).to_dict() == BertConfig.from_pretrained("python-docs").to_dict()
+    assert BertTokenizer.from_pretrained(folder).vocab == BertTokenizer.from_pretrained("python-docs").vocab
+    fresh, shipped = (BertForMaskedLM.from_pretrained(f).state_dict() for f in (folder, "python-docs"))
+    assert all(not np.allclose(fresh[name], shipped[name]) for name in shipped if name.endswith(".weight")
+               and "LayerNorm" not in name)
+
+
+def test_finetune_from_plot(tmp_path):
+    from benchmarks.finetune_from import plot
+
+    runs = [{"task": "classify", "model": m, "accuracy": a, "macro_f1": a - 0.05}
+            for m, a in (("python-docs", 0.6), ("random", 0.3))]
+    assert plot({"epochs": 3, "runs": runs}, tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from numpy_bert import BertTokenizer
 from numpy_bert.cli.main import main
 from numpy_bert.data.cloze import MASK, ClozeItem, is_word, load_builtin_cloze, read_cloze_file
-from numpy_bert.data.corpus import Corpus, Document, load_default_corpus
+from numpy_bert.data.corpus import CORPUS_NAMES, Corpus, Document, load_named_corpus
 from numpy_bert.training.arguments import TrainingArguments
 from numpy_bert.training.cloze import format_cloze_table, model_ranker, score_cloze, unigram_ranker
 from numpy_bert.training.pretraining import load_corpus_splits, train_tokenizer
@@ -156,9 +156,10 @@ def test_the_builtin_set_is_well_formed():
         assert i.text.count(MASK) == 1 and i.answers and all(map(is_word, i.answers)), i.where
 
 
-def test_no_builtin_sentence_is_copied_from_the_corpus():
-    """Filled in with any of its answers, no sentence occurs in the embedded corpus (not even inside a longer one)."""
-    corpus = "\n".join(load_default_corpus().texts()).lower()
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_no_builtin_sentence_is_copied_from_the_corpus(name):
+    """Filled in with any of its answers, no sentence occurs in a named corpus (not even inside a longer one)."""
+    corpus = "\n".join(load_named_corpus(name).texts()).lower()
     copied = [(i.where, answer) for i in load_builtin_cloze() for answer in i.answers
               if i.text.replace(MASK, answer).lower().rstrip(".") in corpus]
     assert not copied

@@ -262,6 +262,14 @@ def test_compare_tabulates_and_plots_both_backends(tmp_path, runs, capsys):
         assert cells[4] == f"{final['mlm_accuracy']:.1%}" and cells[6] == f"{final['nsp_accuracy']:.1%}"
 
 
+def test_compare_up_to_a_step(tmp_path, runs, capsys):
+    folders = [str(runs["numpy_bert"]), str(runs["torch_bert"])]
+    assert main(["compare", *folders, "--up-to-step", "2", "--out", str(tmp_path / "start.png")]) == 0
+    for folder, line in zip(folders, capsys.readouterr().out.strip().splitlines()[2:4]):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0] == folder and cells[1] == "2", "the rows after step 2 are left out"
+
+
 def test_compare_names_a_folder_without_metrics(tmp_path, runs, capsys):
     assert main(["compare", str(runs["numpy_bert"]), str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert f"{tmp_path} is not a run folder with training metrics" in capsys.readouterr().err

@@ -191,6 +191,8 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per [MASK]")
     sub["compare"].add_argument("runs", nargs="+", metavar="RUN", help="run folders (with a metrics.jsonl)")
     sub["compare"].add_argument("--out", default="compare.png", help="the PNG to write")
+    sub["compare"].add_argument("--up-to-step", type=positive_int, metavar="STEP",
+                                help="only the rows up to this step: a short run against the start of a long one")
     sub["export"].add_argument("run", help="a train or finetune run folder (or any model folder)")
     sub["export"].add_argument("out", help="the folder to write (created)")
     sub["export"].add_argument("--dtype", choices=EXPORT_DTYPES, default="float16", help="the weights' dtype")
@@ -278,7 +280,7 @@ def compare_command(args: argparse.Namespace) -> int:
                              "a fine-tuning run's figures are in its metrics.json and plots/")
         if not rows:
             raise ValueError(f"{folder} is not a run folder with training metrics: no rows in {folder}/metrics.jsonl")
-        runs[folder] = rows
+        runs[folder] = [r for r in rows if args.up_to_step is None or r["step"] <= args.up_to_step]
     print(format_run_table(runs))
     print(f"wrote {plot_runs(runs, args.out)}")
     return 0

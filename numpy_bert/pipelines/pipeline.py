@@ -3,7 +3,7 @@
 
     from numpy_bert import pipeline
 
-    fill = pipeline("fill-mask", model="runs/np-tiny")
+    fill = pipeline("fill-mask", model="python-docs")     # the shipped model; or a run folder
     fill("A list is a mutable [MASK].")     # [{"score": ..., "token": ..., "token_str": ..., "sequence": ...}, ...]
     pipeline("feature-extraction", model="minilm")("A list is mutable.")   # [[[...], ...]]: 1 x T x C
     pipeline("text-classification", model="runs/np-classify")("...")    # [{"label": ..., "score": ...}]
@@ -12,7 +12,7 @@
 
 ``model`` is a checkpoint folder (config.json + model.safetensors + vocab.txt: a
 pre-training or fine-tuning run folder, or a transformers BERT folder) or a name that
-:func:`numpy_bert.checkpoint.named_model_dir` knows ("minilm"). Other keyword arguments
+:func:`numpy_bert.checkpoint.named_model_dir` knows ("python-docs", "minilm"). Other keyword arguments
 are the task's call options, used as defaults for every call.
 """
 
