@@ -385,12 +385,9 @@ class BertForPreTraining(BertPreTrainedModel):
         (N labelled, V) instead of (B, T, V), and the loss is unchanged."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        hidden = encoded.last_hidden_state  # (B, T, C)
-        B, T, C = self.sequence_shape = hidden.shape
+        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
         check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
-        self.selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
-        if self.selected is not None:
-            hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
+        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
         prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
         mlm = None if labels is None else masked_lm_loss(prediction_logits, mlm_targets(labels, self.selected))
@@ -441,12 +438,9 @@ class BertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        hidden = encoded.last_hidden_state  # (B, T, C)
-        B, T, C = self.sequence_shape = hidden.shape
+        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
         check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        self.selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
-        if self.selected is not None:
-            hidden = hidden.reshape(B * T, C)[self.selected]  # (N, C)
+        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
         logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
         self.loss_grads = None if labels is None else (d_logits,)
@@ -475,6 +469,17 @@ def check_pretraining_labels(config: BertConfig, labels, next_sentence_label, B:
 def labelled_rows(labels: np.ndarray | None) -> np.ndarray | None:
     """The flat positions (N,) whose label is not -100, in row-major order: where MLM logits are needed."""
     return None if labels is None else np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
+
+
+def gather_labelled(hidden: np.ndarray, labels: np.ndarray | None,
+                    labelled_positions_only: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The hidden states the MLM head reads: all (B, T, C), or the (N, C) rows at labelled positions
+    with their flat indices (N,) (None when all are read)."""
+    selected = labelled_rows(labels) if labelled_positions_only else None
+    if selected is None:
+        return hidden, None
+    B, T, C = hidden.shape
+    return hidden.reshape(B * T, C)[selected], selected
 
 
 def mlm_targets(labels: np.ndarray, selected: np.ndarray | None) -> np.ndarray:

@@ -300,12 +300,9 @@ class BertForPreTraining(BertPreTrainedModel):
         (N labelled, V) instead of (B, T, V), and the loss is unchanged."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        hidden = encoded.last_hidden_state  # (B, T, C)
-        B, T, C = hidden.shape
+        B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
         check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
-        selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
-        if selected is not None:
-            hidden = hidden.reshape(B * T, C)[selected]  # (N, C)
+        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
         prediction_logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         nsp_logits = self.cls.seq_relationship(encoded.pooler_output)  # (B, 2)
         mlm_loss = None if labels is None else F.cross_entropy(prediction_logits.reshape(-1, self.config.vocab_size),
@@ -344,12 +341,9 @@ class BertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        hidden = encoded.last_hidden_state  # (B, T, C)
-        B, T, C = hidden.shape
+        B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
         check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        selected = labelled_rows(labels) if labelled_positions_only else None  # (N,) or None
-        if selected is not None:
-            hidden = hidden.reshape(B * T, C)[selected]  # (N, C)
+        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
         logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
         loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
                                                            mlm_targets(labels, selected))
@@ -360,6 +354,17 @@ class BertForMaskedLM(BertPreTrainedModel):
 def labelled_rows(labels: torch.Tensor | None) -> torch.Tensor | None:
     """The flat positions (N,) whose label is not -100, in row-major order: where MLM logits are needed."""
     return None if labels is None else torch.nonzero(labels.reshape(-1) != IGNORE_INDEX).squeeze(1)
+
+
+def gather_labelled(hidden: torch.Tensor, labels: torch.Tensor | None,
+                    labelled_positions_only: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The hidden states the MLM head reads: all (B, T, C), or the (N, C) rows at labelled positions
+    with their flat indices (N,) (None when all are read)."""
+    selected = labelled_rows(labels) if labelled_positions_only else None
+    if selected is None:
+        return hidden, None
+    B, T, C = hidden.shape
+    return hidden.reshape(B * T, C)[selected], selected
 
 
 def mlm_targets(labels: torch.Tensor, selected: torch.Tensor | None) -> torch.Tensor:
