@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 import numpy_bert
-from numpy_bert.checkpoint import named_model_dir
 from numpy_bert.cli.main import main as cli_main
 from numpy_bert.pipelines.fill_mask import fill_mask
 from numpy_bert.text.tokenization import BertTokenizer
@@ -73,14 +72,16 @@ def largest_loss_gap(rows: dict[str, list[dict]]) -> float:
 def show_fill_mask(out: Path) -> None:
     """The two 300-step models next to python-docs, pre-trained for two hours with the README's recipe."""
     print(f"\nfill-mask, top 3 (probability): the two {out.name} runs, then the shipped python-docs model:")
-    models = {name: (backend, out / name) for name, backend in BACKENDS.items()}
-    models["python-docs"] = (NumpyBackend, Path(named_model_dir("python-docs")))
+    predictors = {}
+    for name, backend in BACKENDS.items():
+        loaded = backend.from_pretrained(out / name, BackendOptions(device="cpu"))
+        predictors[name] = (loaded.predict, BertTokenizer.from_pretrained(out / name))
+    shipped = numpy_bert.pipeline("fill-mask", model="python-docs")  # a BertForMaskedLM, as transformers loads it
+    predictors["python-docs"] = (shipped.predict, shipped.tokenizer)
     for sentence in SENTENCES:
         print(f"  {sentence}")
-        for name, (backend, folder) in models.items():
-            loaded = backend.from_pretrained(folder, BackendOptions(device="cpu"))
-            tokenizer = BertTokenizer.from_pretrained(folder)
-            (predictions,) = fill_mask(loaded.predict, tokenizer, sentence, 3, max_length=128)
+        for name, (predict, tokenizer) in predictors.items():
+            (predictions,) = fill_mask(predict, tokenizer, sentence, 3, max_length=128)
             print(f"    {name:<11} " + "  ".join(f"{token} ({p:.3f})" for token, p in predictions))
 
 
