@@ -53,8 +53,14 @@ def finetune(task: str, model: str, epochs: int) -> dict:
     wall = run_numpy_bert("finetune", "--task", task, "--model", source, "--train", str(data / f"{task}-train.jsonl"),
                           "--eval", str(data / f"{task}-eval.jsonl"), "--out", str(out), "--epochs", str(epochs),
                           "--overwrite-output-dir", "--no-progress")
-    metrics = json.loads((out / "metrics.json").read_text())
-    result = {"task": task, "model": model, "wall_s": wall, **{name: metrics[name] for name in FIGURES[task]}}
+    return result_of(task, model, out, wall)
+
+
+def result_of(task: str, model: str, out: Path, wall: float) -> dict:
+    """The held-out figures of a finished fine-tuning run folder."""
+    held_out = json.loads((out / "metrics.json").read_text())["eval"]
+    result = {"task": task, "model": model, "wall_s": wall, "steps": held_out["step"],
+              **{name: held_out[name] for name in FIGURES[task]}}
     print(json.dumps(result), flush=True)
     return result
 
