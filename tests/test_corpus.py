@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numpy_bert.data import corpus as corpus_module
@@ -211,6 +211,29 @@ def test_package_corpus_leaves_out_excluded_sentences(fake_package):
     excluded = "The function returns a value that callers can use."
     corpus = build_package_corpus([fake_package], exclude=[excluded])
     assert excluded not in set(corpus.texts()) and len(list(corpus.texts())) == 3
+
+
+WORDS = st.sampled_from(["the", "list", "value", "returns", "module", "object", "a", "is", "every", "file"])
+SENTENCE = st.lists(WORDS, min_size=4, max_size=8).map(lambda words: " ".join(words).capitalize() + ".")
+DOCSTRING = st.lists(SENTENCE, min_size=1, max_size=4).map(" ".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(modules=st.lists(st.lists(DOCSTRING, min_size=1, max_size=3), min_size=1, max_size=4),
+       excluded=st.lists(SENTENCE, max_size=5))
+def test_package_corpus_never_repeats_or_leaks_a_sentence(tmp_path_factory, monkeypatch, modules, excluded):
+    root = tmp_path_factory.mktemp("site")
+    package = root / "hypopkg"
+    package.mkdir()
+    for i, docstrings in enumerate(modules):
+        functions = "".join(f"def f{j}():\n    {doc!r}\n" for j, doc in enumerate(docstrings))
+        (package / f"m{i}.py").write_text(functions)
+    monkeypatch.syspath_prepend(str(root))
+    sentences = list(build_package_corpus(["hypopkg"], exclude=excluded).texts())
+    assert len(sentences) == len(set(sentences)), "a sentence is used once"
+    assert not set(sentences) & set(excluded)
+    written = {s for docs in modules for doc in docs for s in clean_text(doc)}
+    assert set(sentences) == written - set(excluded), "every other sentence is kept"
 
 
 def test_extended_corpus_keeps_the_default_validation_split(fake_package):

@@ -49,7 +49,7 @@ from ..checkpoint import atomic_write_bytes, read_text
 logger = logging.getLogger("numpy_bert")
 
 # Bump when cleaning or splitting changes, so that old caches are not reused.
-CORPUS_FORMAT_VERSION = 1
+CORPUS_FORMAT_VERSION = 2  # 2: package docstrings no longer repeat a sentence within one docstring
 VALIDATION_FRACTION = 0.05
 SPLITS = ("train", "validation")
 
@@ -405,10 +405,13 @@ def build_package_corpus(packages: Iterable[str] = EXTENSION_PACKAGES, exclude: 
             module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             sentences = []
             for doc in _parsed_docstrings(path):
-                if doc not in seen_docstrings:
-                    seen_docstrings.add(doc)
-                    sentences += [s for s in clean_text(doc) if s not in seen_sentences]
-                    seen_sentences.update(sentences)
+                if doc in seen_docstrings:
+                    continue
+                seen_docstrings.add(doc)
+                for sentence in clean_text(doc):
+                    if sentence not in seen_sentences:
+                        seen_sentences.add(sentence)
+                        sentences.append(sentence)
             documents.append(Document(f"package:{module}", tuple(sentences)))
     return Corpus(documents, name="packages")
 
