@@ -78,9 +78,9 @@ def plot(document: dict, path: Path) -> Path:
             axes.bar([i + offset for i in range(len(runs))], [r[figure_name] for r in runs.values()], 0.4,
                      label=figure_name)
         axes.set_xticks(range(len(runs)), list(runs))
-        axes.set(title=f"{task}: fine-tuned from", ylim=(0, 1))
+        axes.set(title=f"{task}: fine-tuned from", ylim=(0, 1.18))
         axes.grid(alpha=0.3, axis="y")
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=8, loc="upper center", ncol=2)
     figure.suptitle(f"held-out figures after {document['epochs']} epochs of fine-tuning")
     figure.savefig(path, dpi=110)
     return path
