@@ -1,6 +1,7 @@
 """The shipped ``python-docs`` model (numpy_bert/pretrained/python-docs): whole, a BERT that
 transformers loads with equal logits, resolved by name wherever a model is accepted, and
-better on the cloze set than the unigram baseline of its own vocabulary.
+better on the cloze set than the unigram baseline of its own vocabulary; pre-training and
+fine-tuning start from it by name.
 
 Float64 on both sides (the float16 weights are exact in float64): relative error <= 1e-10.
 """
@@ -91,3 +92,19 @@ def test_eval_reads_its_training_options(capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "nsp_accuracy" not in metrics, "trained MLM-only: eval measures what it learned"
     assert metrics["mlm_accuracy"] > 0.2, metrics
+
+
+def test_training_and_fine_tuning_start_from_it(tmp_path):
+    from tests.test_training import write_tiny_corpus
+
+    corpus = str(write_tiny_corpus(tmp_path / "corpus.txt"))
+    run = tmp_path / "more"
+    assert main(["train", "--out", str(run), "--init-from", "python-docs", "--no-nsp", "--corpus", corpus,
+                 "--steps", "1", "--batch-size", "2", "--seq-len", "32", "--eval-batches", "1", "--no-progress",
+                 "--no-plots"]) == 0
+    assert BertTokenizer.from_pretrained(run).vocab == BertTokenizer.from_pretrained("python-docs").vocab
+    rows = [json.dumps({"text": f"text number {i}", "label": "ab"[i % 2]}) for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    assert main(["finetune", "--task", "classify", "--model", "python-docs", "--train", str(tmp_path / "train.jsonl"),
+                 "--eval", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "classify"), "--steps", "1",
+                 "--max-length", "16", "--no-progress"]) == 0
