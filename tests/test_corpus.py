@@ -271,6 +271,17 @@ def test_named_corpora(cache, monkeypatch, fake_package):
         load_named_corpus("wikipedia")
 
 
+def test_a_mistyped_corpus_name_is_one_line_listing_the_names(tmp_path, capsys):
+    from numpy_bert.cli.main import main
+
+    names = "python-docs, python-docs+packages"
+    assert main(["train", "--out", str(tmp_path / "run"), "--corpus", "python-doc", "--steps", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "corpus path" in error and names in error
+    done = subprocess.run([sys.executable, "-m", "numpy_bert.data.corpus", "wikipedia"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and names in done.stderr
+
+
 # ---- sentence splitting ---------------------------------------------------------------
 
 

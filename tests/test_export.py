@@ -84,6 +84,16 @@ def test_an_nsp_run_exports_its_whole_pretraining_model(tmp_path, trained_run):
         load_tensors(trained_run / "model.safetensors"))
 
 
+def test_an_mlm_run_from_a_pretrained_model_keeps_its_heads(tmp_path, trained_run, corpus, micro_config):
+    """With --init-from, the pooler and NSP head may hold what the earlier model learned: not dropped."""
+    run = tmp_path / "continued"
+    assert main(["train", "--out", str(run), "--init-from", str(trained_run), "--no-nsp", "--corpus", corpus,
+                 "--seq-len", "32", "--batch-size", "4", "--eval-batches", "1", "--steps", "1", "--no-progress",
+                 "--no-plots"]) == 0
+    assert main(["export", str(run), str(tmp_path / "shared")]) == 0
+    assert "bert.pooler.dense.weight" in load_tensors(tmp_path / "shared" / "model.safetensors")
+
+
 def test_a_changed_file_is_refused_by_the_manifest(tmp_path, mlm_run, capsys):
     out = tmp_path / "shared"
     assert main(["export", str(mlm_run), str(out), "--dtype", "float32"]) == 0

@@ -260,6 +260,8 @@ def test_compare_tabulates_and_plots_both_backends(tmp_path, runs, capsys):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[0] == folder and cells[1] == "4" and cells[3] == "4"
         assert cells[4] == f"{final['mlm_accuracy']:.1%}" and cells[6] == f"{final['nsp_accuracy']:.1%}"
+        train = [r for r in RunFolder(folder).read_metrics() if r["split"] == "train"]
+        assert cells[7] == f"{sum(r['tokens'] for r in train):,}"
 
 
 def test_compare_up_to_a_step(tmp_path, runs, capsys):

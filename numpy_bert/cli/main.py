@@ -287,9 +287,10 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def format_run_table(runs: dict[str, list[dict]]) -> str:
-    """A Markdown table: per run, its last step, median speed and last validation figures."""
-    lines = ["| run | steps | tokens/s (median) | validation step | MLM accuracy | perplexity | NSP accuracy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """A Markdown table: per run, its last step, median speed, last validation figures and tokens seen."""
+    lines = ["| run | steps | tokens/s (median) | validation step | MLM accuracy | perplexity | NSP accuracy "
+             "| tokens |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, rows in runs.items():
         train = [r for r in rows if r.get("split") == "train"]
         validation = [r for r in rows if r.get("split") == "validation"]
@@ -298,7 +299,9 @@ def format_run_table(runs: dict[str, list[dict]]) -> str:
         nsp = f"{last['nsp_accuracy']:.1%}" if "nsp_accuracy" in last else "-"  # none for an MLM-only run
         figures = ([f"{last['step']:,}", f"{last['mlm_accuracy']:.1%}", f"{last['perplexity']:.1f}", nsp]
                    if last else ["-"] * 4)
-        lines.append(f"| {name} | {train[-1]['step'] if train else 0:,} | {speed} | " + " | ".join(figures) + " |")
+        tokens = f"{sum(r['tokens'] for r in train):,}" if train and all("tokens" in r for r in train) else "-"
+        lines.append(f"| {name} | {train[-1]['step'] if train else 0:,} | {speed} | " + " | ".join(figures)
+                     + f" | {tokens} |")
     return "\n".join(lines)
 
 

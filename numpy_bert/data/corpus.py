@@ -641,7 +641,8 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
     elif path.is_file():
         documents = _read_documents(path, path.name)
     else:
-        raise ValueError(f"corpus path {str(path)!r} does not exist")
+        raise ValueError(f"corpus path {str(path)!r} does not exist (the named corpora are "
+                         f"{', '.join(CORPUS_NAMES)})")
     corpus = Corpus(documents, name=path.name)
     if not corpus.documents:
         raise ValueError(f"corpus {str(path)!r} is empty: it holds no text")
@@ -669,6 +670,10 @@ def main() -> None:
 
     names = [a for a in sys.argv[1:] if a != "--rebuild"]
     name = names[0] if names else DEFAULT_CORPUS_NAME
+    if name not in CORPUS_NAMES:
+        print(f"python -m numpy_bert.data.corpus: error: unknown corpus {name!r}; choose one of "
+              f"{', '.join(CORPUS_NAMES)}", file=sys.stderr)
+        sys.exit(2)
     path = default_corpus_cache_path() if name == DEFAULT_CORPUS_NAME else extended_corpus_cache_path()
     cache_before = path.stat().st_mtime_ns if path.exists() else None
     start = time.perf_counter()

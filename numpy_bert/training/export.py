@@ -58,8 +58,12 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "flo
 
 
 def trained_mlm_only(run: Path) -> bool:
-    """A pre-training run with ``--no-nsp``: its pooler and NSP head kept their random initial weights."""
-    return (run / ARGS_NAME).is_file() and read_json_object(run / ARGS_NAME).get("task") == "mlm"
+    """A pre-training run from scratch with ``--no-nsp``: its pooler and NSP head kept their random
+    initial weights. (With ``--init-from`` they may hold what an earlier model learned: kept.)"""
+    if not (run / ARGS_NAME).is_file():
+        return False
+    args = read_json_object(run / ARGS_NAME)
+    return args.get("task") == "mlm" and args.get("init_from") is None
 
 
 def as_masked_lm(tensors: dict[str, np.ndarray], config: dict) -> tuple[dict[str, np.ndarray], dict]:

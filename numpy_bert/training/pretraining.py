@@ -52,7 +52,7 @@ import numpy as np
 
 from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, save_tensors
 from ..config import PRESETS, BertConfig
-from ..data.corpus import CORPUS_NAMES, Corpus, load_corpus, load_default_corpus, load_named_corpus
+from ..data.corpus import CORPUS_NAMES, DEFAULT_CORPUS_NAME, Corpus, load_corpus, load_named_corpus
 from ..data.masking import MaskingCollator
 from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
 from ..fast import FastBertForPreTraining
@@ -86,10 +86,8 @@ class TrainingDiverged(RuntimeError):
 
 def load_corpus_splits(path: str | os.PathLike | None) -> tuple[Corpus, Corpus]:
     """(train, validation) parts of ``path`` (a text file or folder, or a corpus name), or of the embedded corpus."""
-    if path is None:
-        corpus = load_default_corpus()
-    else:
-        corpus = load_named_corpus(path) if path in CORPUS_NAMES else load_corpus(path)
+    named = path is None or path in CORPUS_NAMES
+    corpus = load_named_corpus(path or DEFAULT_CORPUS_NAME) if named else load_corpus(path)
     return split_corpus(corpus)
 
 
