@@ -16,5 +16,5 @@ test: setup lint
 lint: setup
 	$(PY) -m ruff check .
 
-notebooks: setup  # rebuild and re-execute the notebooks defined in notebooks/_build.py
-	$(PY) notebooks/_build.py
+notebooks: setup  # execute every notebooks/NN_*.py source into its paired .ipynb (NB=03 for one)
+	$(PY) scripts/notebooks.py $(NB)

@@ -1,15 +1,10 @@
-"""The notebooks in notebooks/ run top to bottom, and their committed outputs are current.
+"""The notebooks run top to bottom from their sources, and the committed ``.ipynb`` are current.
 
-Every ``notebooks/*.ipynb`` is picked up automatically. Each is executed with nbclient in a
-kernel that runs this very interpreter (``notebooks/_build.py`` writes a temporary
-kernelspec pointing at ``sys.executable``, so a fresh ``.venv`` needs no ``jupyter
-kernelspec install``), with ``MINI_BERT_FAST=1`` in its environment so a notebook can
-shrink its sizes. Any cell error fails the test.
-
-The committed files must be the executed output of ``notebooks/_build.py``: every code
-cell ran, in order, without errors, and (for notebooks that _build.py defines) the cells
-equal what it generates. After editing a notebook's cells in _build.py, regenerate with
-``python notebooks/_build.py NN``.
+Each notebook is a jupytext percent-format source ``notebooks/NN_name.py`` paired with
+``NN_name.ipynb`` (committed with outputs). Every source is executed with nbclient in a kernel
+running this interpreter, with ``MINI_BERT_FAST=1`` so it can shrink its sizes; any cell error
+fails. Every committed ``.ipynb`` must hold exactly its source's cells, executed top to bottom
+without errors. After editing a source: ``python scripts/notebooks.py NN``.
 """
 
 from __future__ import annotations
@@ -20,25 +15,30 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+REGENERATE = "regenerate it with `python scripts/notebooks.py {prefix}`"
 CELL_TIMEOUT_S = 300
 MAX_NOTEBOOK_BYTES = 400_000  # committed outputs included; keep figures small (dpi ~72-100)
-REGENERATE = "regenerate it with `python notebooks/_build.py {prefix}`"
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "_build.py")
+def load_runner():
+    spec = importlib.util.spec_from_file_location("notebook_runner", ROOT / "scripts" / "notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_build = load_build()
+runner = load_runner()
+SOURCES = runner.sources()
 
 
 def ids(path: Path) -> str:
-    return path.name
+    return path.stem
+
+
+def prefix(path: Path) -> str:
+    return path.name[:2]
 
 
 def code_cells(nb) -> list:
@@ -52,51 +52,60 @@ def cells_missing_figures(cells: list) -> list[int]:
             and not any("image/png" in output.get("data", {}) for output in cell.outputs)]
 
 
+def test_there_are_notebooks():
+    assert len(SOURCES) >= 10, f"expected the ten notebook sources in {NOTEBOOK_DIR}, found {len(SOURCES)}"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_runs(path: Path):
-    nb = nbformat.read(path, as_version=4)
-    for cell in code_cells(nb):
-        cell.outputs, cell.execution_count = [], None
-    _build.execute(nb, cwd=str(NOTEBOOK_DIR), fast=True, timeout=CELL_TIMEOUT_S)  # raises on any cell error
+@pytest.mark.parametrize("source", SOURCES, ids=ids)
+def test_notebook_runs(source: Path):
+    nb = runner.read_source(source)
+    runner.execute(nb, fast=True, timeout=CELL_TIMEOUT_S)  # raises on any cell error
     assert all(cell.execution_count is not None for cell in code_cells(nb))
-    assert not cells_missing_figures(code_cells(nb)), f"{path.name}: cells without their figures"
+    assert not cells_missing_figures(code_cells(nb)), f"{source.name}: cells without their figures"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_committed_outputs_are_current(path: Path):
+@pytest.mark.parametrize("source", SOURCES, ids=ids)
+def test_committed_notebook_is_its_source_executed(source: Path):
+    problem = runner.out_of_sync(source)
+    assert problem is None, f"{problem}: " + REGENERATE.format(prefix=prefix(source))
+    path = source.with_suffix(".ipynb")
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    prefix = path.stem.split("_")[0]
     cells = code_cells(nb)
     counts = [cell.execution_count for cell in cells]
     assert counts == list(range(1, len(cells) + 1)), (
         f"{path.name} was not executed top to bottom in one run (execution counts {counts}): "
-        + REGENERATE.format(prefix=prefix))
+        + REGENERATE.format(prefix=prefix(source)))
     errors = [(i, o.get("ename")) for i, cell in enumerate(cells) for o in cell.outputs if o.output_type == "error"]
-    assert not errors, f"{path.name} has committed error outputs {errors}: " + REGENERATE.format(prefix=prefix)
+    assert not errors, f"{path.name} has committed error outputs {errors}: " + REGENERATE.format(prefix=prefix(source))
     missing = cells_missing_figures(cells)
     assert not missing, f"{path.name}: code cells {missing} call plt.show() but hold no figure"
     size = path.stat().st_size
     assert size <= MAX_NOTEBOOK_BYTES, (
         f"{path.name} is {size / 1e3:.0f} KB (limit {MAX_NOTEBOOK_BYTES / 1e3:.0f} KB): use smaller or fewer figures")
-    if path.stem in _build.NOTEBOOKS:
-        expected = _build.build(path.stem)
-        actual_cells = [(c.cell_type, c.source) for c in nb.cells]
-        expected_cells = [(c.cell_type, c.source) for c in expected.cells]
-        assert actual_cells == expected_cells, (
-            f"{path.name} differs from the cells in notebooks/_build.py (edit the cells there, not in Jupyter): "
-            + REGENERATE.format(prefix=prefix))
 
 
-@pytest.mark.parametrize("name", sorted(_build.NOTEBOOKS))
-def test_every_built_notebook_is_committed(name: str):
-    assert (NOTEBOOK_DIR / f"{name}.ipynb").is_file(), f"notebooks/{name}.ipynb is missing: " + REGENERATE.format(
-        prefix=name.split("_")[0])
+def test_every_notebook_has_a_source():
+    orphans = [p.name for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.with_suffix(".py").is_file()]
+    assert not orphans, f"{orphans} have no percent-format source: create it with `jupytext --to py:percent`"
 
 
 def test_readme_indexes_every_number():
-    """The index names each notebook's number (01, 02, ...); written ones should also be linked there."""
+    """The index names each notebook's number (01, 02, ...) and links it."""
     readme = (NOTEBOOK_DIR / "README.md").read_text()
-    missing = [path.name for path in NOTEBOOKS if f"| {path.stem.split('_')[0]} " not in readme]
-    assert not missing, f"notebooks/README.md has no row for {missing}"
+    missing = [p.stem for p in SOURCES if f"| {prefix(p)} " not in readme or f"({p.stem}.ipynb)" not in readme]
+    assert not missing, f"notebooks/README.md has no linked row for {missing}"
+
+
+def test_runner_check_reports_a_stale_notebook(tmp_path, monkeypatch):
+    """--check names a notebook whose cells differ from its source, and passes once they agree."""
+    source = tmp_path / "01_example.py"
+    source.write_text("# %% [markdown]\n# # Example\n\n# %%\nprint(1 + 1)\n")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", tmp_path)
+    assert runner.out_of_sync(source) == "01_example.ipynb is missing"
+    nbformat.write(runner.read_source(source), source.with_suffix(".ipynb"))
+    assert runner.main(["--check"]) == 0
+    source.write_text(source.read_text().replace("1 + 1", "2 + 2"))
+    assert runner.out_of_sync(source) == "01_example.ipynb differs from 01_example.py"
+    assert runner.main(["--check"]) == 1
