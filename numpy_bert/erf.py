@@ -2,9 +2,11 @@
 
 NumPy has no ``erf``; BERT's exact GELU needs one. This is W. J. Cody's rational
 Chebyshev approximation ("Rational Chebyshev approximations for the error
-function", Math. Comp. 23, 1969; netlib's SPECFUN ``CALERF``), the algorithm behind
-many C libraries' ``erf``. Its maximal relative error is below 1e-16 on each of its
-three intervals; ``tests/test_erf.py`` checks it against ``math.erf`` (4 ulp at most).
+function", Math. Comp. 23, 1969), as in netlib's SPECFUN ``CALERF``; R's ``pnorm`` uses
+Cody's later version for the normal CDF. (The C libraries do not: glibc, musl and the BSDs
+take their ``erf`` from Sun's fdlibm, a different set of approximations.) Its maximal
+relative error is below 1e-16 on each of its three intervals; ``tests/test_erf.py`` checks
+it against ``math.erf``, which is the C library's (4 ulp at most).
 
 It evaluates in the input's own dtype: float32 in, float32 arithmetic out.
 """

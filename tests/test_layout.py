@@ -1,6 +1,6 @@
 """The layout that shows the book: numpy_bert's top level is the lesson, its subpackages the machinery.
 
-Checked from the source (no imports run): the dependency rules of the README's "What is where",
+Checked from the source (no imports run): the dependency rules of "What is where" (docs/design.md),
 the size of the book, and that the public names import from the top as transformers' do.
 """
 
@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NUMPY_BERT = ROOT / "numpy_bert"
 # Bottom to top: a subpackage may import the book and the subpackages before it, never one after it.
-MACHINERY = ("text", "data", "fast", "pipelines", "training", "cli")
+MACHINERY = ("text", "data", "fast", "pipelines", "training", "cli", "exercises")
 FACADES = ("__init__", "__main__")  # the package's public face and `python -m`: they may import anything
 MAX_BOOK_MODULES = 14
 
