@@ -4,7 +4,7 @@
     python -m benchmarks --quick    # a small matrix, a few minutes on 2 cores
     python -m benchmarks --smoke    # seconds; what tests/test_benchmarks.py runs
     python -m benchmarks --gpu-only # only the CUDA cells (for a machine with a GPU)
-    python -m benchmarks --readme   # print the README block rendered from the latest results.json
+    python -m benchmarks --readme   # print benchmarks/README.md's results block, rendered from results.json
     python -m benchmarks --profile  # pyinstrument profile of the NumPy training step (readable and fast)
 
 See benchmarks/README.md for the JSON schema, the FLOP convention and the timing protocol.

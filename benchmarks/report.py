@@ -1,7 +1,7 @@
 """Turning results.json into words: the headline figures, a console summary, and the README block.
 
-Every number in the README block is read from results.json by :func:`render_readme`
-(``python -m benchmarks --readme``); nothing is typed by hand.
+The README block is the *Results* section of benchmarks/README.md. Every number in it is read from
+results.json by :func:`render_readme` (``python -m benchmarks --readme``); nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 REFERENCE = "numpy"  # speed-ups are "how many times faster than the readable NumPy model"
 FILL_MASK_TARGET_MS = 5.0
 PEAK_FRACTION_TARGET = 0.5
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BLOCK_HOME = os.path.dirname(os.path.abspath(__file__))  # the block lives in benchmarks/README.md: links start here
 
 
 def _ok(cells: list[dict], **match) -> dict | None:
@@ -229,7 +229,7 @@ def render_document(doc: dict) -> str:
             reasons[f"{c['status']}: {c['reason']}"] = reasons.get(f"{c['status']}: {c['reason']}", 0) + 1
     if reasons:
         lines += ["Not run: " + "; ".join(f"{n} cells {r}" for r, n in reasons.items()) + ".", ""]
-    rel = os.path.relpath(doc["_dir"], REPO_ROOT).replace(os.sep, "/")
+    rel = os.path.relpath(doc["_dir"], BLOCK_HOME).replace(os.sep, "/")
     captions = {"seq_len.png": "Time against sequence length", "speedup.png": "Speed-up over NumPy",
                 "memory.png": "Peak memory", "batch_size.png": "Throughput against batch size",
                 "seq_len_gpu.png": "GPU: time against sequence length"}

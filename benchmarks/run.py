@@ -37,7 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--configs", help="comma-separated subset of: tiny, mini, small, base")
     p.add_argument("--no-tokenizer", action="store_true", help="skip the tokenizer throughput figure")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--readme", action="store_true", help="print the README block from the latest results, then exit")
+    p.add_argument("--readme", action="store_true", help="print the results block of benchmarks/README.md, then exit")
     p.add_argument("--profile", action="store_true",
                    help="pyinstrument profile of the NumPy training step (readable and fast), then exit")
     return p.parse_args(argv)

@@ -45,7 +45,7 @@ LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# The model pre-trained by numpy_bert with the documented recipe (README: "A BERT that fills the mask"),
+# The model pre-trained by numpy_bert with the documented recipe (docs/python-docs.md),
 # shipped inside the package.
 PYTHON_DOCS_DIR = os.path.join(PACKAGE_DIR, "pretrained", "python-docs")
 

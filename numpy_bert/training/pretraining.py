@@ -356,7 +356,7 @@ TIMING_FIELDS = ("tokens_per_s",)
 def computed_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The metrics rows without what measures the machine: equal for two bitwise-identical runs."""
     return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
-# Variables that choose OpenBLAS's kernels; a long run may unset them for speed (see README).
+# Variables that choose OpenBLAS's kernels; a long run may unset them for speed (docs/python-docs.md).
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
