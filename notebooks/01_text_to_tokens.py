@@ -290,6 +290,32 @@ print(f"\n{same} of {len(tricky)} strings: identical tokens and ids")
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise below is checked: fill in the stub and run the cell. `ex.hint(name)` gives
+# one hint per call; worked solutions are in
+# [solutions/01_text_to_tokens.py](solutions/01_text_to_tokens.py).
+
+# %% [markdown]
+# ### Exercise · WordPiece's greedy longest match
+#
+# Write `wordpiece(word, vocab)` → a list of pieces: at each position take the longest piece of
+# the vocabulary that starts there (a piece after the first carries `##`); if some position has
+# no piece, the whole word is `[UNK]`. The checker splits a few thousand words of the corpus and
+# some awkward ones with BERT's vocabulary, and compares with this library's `WordPiece` and
+# with the Rust `tokenizers` library behind transformers' fast tokenizer.
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("wordpiece", wordpiece)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
+#
 # 1. Turn accent stripping off (`BertTokenizer.from_pretrained(..., strip_accents=False)`)
 #    and tokenize `"naïve café"`. Why does the result get worse with *this* vocabulary?
 # 2. WordPiece is greedy. Find a word where taking a shorter first piece would give

@@ -21,12 +21,16 @@
 # %%
 import inspect
 import math
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+
 from numpy_bert import BertConfig, BertForPreTraining, BertModel
 from numpy_bert.erf import erf
+from numpy_bert.exercises.core import numerical_gradient
 from numpy_bert.layers import GELU, LayerNorm, Linear, cross_entropy, softmax, softmax_backward
 from numpy_bert.modeling import BertSelfAttention
 from numpy_bert.modeling_utils import additive_attention_mask
@@ -34,20 +38,6 @@ from numpy_bert.modeling_utils import additive_attention_mask
 plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
 np.set_printoptions(precision=4, linewidth=110)
 rng = np.random.default_rng(0)
-
-
-def numeric_gradient(loss, array, h=1e-5):
-    # central differences of loss() with respect to every entry of array (changed in place, then restored)
-    grad = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        array[i] = old + h
-        plus = loss()
-        array[i] = old - h
-        minus = loss()
-        array[i] = old
-        grad[i] = (plus - minus) / (2 * h)
-    return grad
 
 
 def relative_error(analytic, numeric, floor=0.0):
@@ -58,6 +48,9 @@ def relative_error(analytic, numeric, floor=0.0):
 def report(name, analytic, numeric, floor=0.0):
     print(f"{name:<30} relative error {relative_error(analytic, numeric, floor):.1e}   "
           f"(max |gradient| {np.abs(analytic).max():.1e})")
+
+
+print(inspect.getsource(numerical_gradient))  # the recipe above, as the exercises' checkers use it
 
 
 # %% [markdown]
@@ -80,7 +73,7 @@ print(inspect.getsource(softmax_backward))
 x = rng.standard_normal((3, 5))
 R = rng.standard_normal((3, 5))
 analytic = softmax_backward(softmax(x), R)
-report("softmax: dx", analytic, numeric_gradient(lambda: (softmax(x) * R).sum(), x))
+report("softmax: dx", analytic, numerical_gradient(lambda: (softmax(x) * R).sum(), x))
 
 y = softmax(x[0])
 jacobian = np.diag(y) - np.outer(y, y)  # the explicit Jacobian, for one row
@@ -126,9 +119,9 @@ def loss():
 norm.zero_grad()
 norm(x)
 dx = norm.backward(R)
-report("LayerNorm: dx", dx, numeric_gradient(loss, x))
-report("LayerNorm: dgamma", norm.weight.grad, numeric_gradient(loss, norm.weight.data))
-report("LayerNorm: dbeta", norm.bias.grad, numeric_gradient(loss, norm.bias.data))
+report("LayerNorm: dx", dx, numerical_gradient(loss, x))
+report("LayerNorm: dgamma", norm.weight.grad, numerical_gradient(loss, norm.weight.data))
+report("LayerNorm: dbeta", norm.bias.grad, numerical_gradient(loss, norm.bias.data))
 
 # %% [markdown]
 # ## 3 · GELU, exactly, with erf
@@ -140,8 +133,11 @@ report("LayerNorm: dbeta", norm.bias.grad, numeric_gradient(loss, norm.bias.data
 # $$\frac{d}{dx}\,x\,\Phi(x) = \Phi(x) + x\,\varphi(x).$$
 #
 # NumPy has no `erf`, so `numpy_bert.erf` implements W. J. Cody's rational Chebyshev
-# approximation (Math. Comp. 1969; netlib SPECFUN `CALERF`), the algorithm behind many
-# C libraries' `erf`, on three intervals: $|x| \le 0.46875$, up to 4, and beyond.
+# approximation (Math. Comp. 1969) on three intervals: $|x| \le 0.46875$, up to 4, and
+# beyond. It is the algorithm of netlib's SPECFUN (`CALERF`), and R's `pnorm` uses Cody's
+# later version. `math.erf`, our reference below, comes from the C library, which is
+# another algorithm: glibc, musl and the BSDs all use Sun's fdlibm approximations. Two
+# independent methods that agree to a few ulp are a stronger check than one alone.
 
 # %%
 print(inspect.getsource(GELU.forward))
@@ -176,7 +172,7 @@ plt.show()
 x = np.concatenate([rng.standard_normal(30) * 3, [-8.0, -4.1, -0.4, 0.0, 0.4, 4.1, 8.0]])
 R = rng.standard_normal(x.shape)
 gelu(x)
-report("GELU (exact): dx", gelu.backward(R), numeric_gradient(lambda: (gelu(x) * R).sum(), x))
+report("GELU (exact): dx", gelu.backward(R), numerical_gradient(lambda: (gelu(x) * R).sum(), x))
 
 # %% [markdown]
 # ## 4 · Attention
@@ -217,9 +213,9 @@ attention.zero_grad()
 attention(x, mask)
 dx = attention.backward(R)
 floor = 1e-3 * max(np.abs(p.grad).max() for _, p in attention.named_parameters())
-report("attention: dx", dx, numeric_gradient(loss, x))
+report("attention: dx", dx, numerical_gradient(loss, x))
 for name, p in attention.named_parameters():
-    report(f"attention: d {name}", p.grad, numeric_gradient(loss, p.data), floor)
+    report(f"attention: d {name}", p.grad, numerical_gradient(loss, p.data), floor)
 
 # %% [markdown]
 # One line stands out: the key bias gradient is zero up to rounding ($10^{-16}$), in the
@@ -246,7 +242,7 @@ logits = rng.standard_normal((6, 4)) * 2
 labels = np.array([1, -100, 3, 0, -100, 2])  # rows 1 and 4 ignored
 loss_value, d_logits = cross_entropy(logits, labels)
 print(f"loss = {float(loss_value):.6f}")
-numeric = numeric_gradient(lambda: float(cross_entropy(logits, labels)[0]), logits)
+numeric = numerical_gradient(lambda: float(cross_entropy(logits, labels)[0]), logits)
 report("cross-entropy: dlogits", d_logits, numeric)
 print("ignored rows get no gradient:", np.all(d_logits[[1, 4]] == 0))
 
@@ -378,6 +374,58 @@ print("  finite differences: ", numeric_entries(model_loss, model.bert.embedding
 
 # %% [markdown]
 # ## Exercises
+#
+# Each exercise below is checked: fill in the stub and run the cell. `ex.hint(name)` gives
+# one hint per call; worked solutions are in
+# [solutions/03_backward_by_hand.py](solutions/03_backward_by_hand.py).
+
+# %% [markdown]
+# ### Exercise · softmax's backward
+#
+# Write `softmax_backward(y, dy)` → `dx` for $y = \operatorname{softmax}(x)$ over the last axis, from
+# $y$ alone (section 1's formula, without building the $K \times K$ Jacobian). The checker compares
+# with central differences in float64.
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def softmax_backward(y, dy):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("softmax_backward", softmax_backward)  # prints the verdict
+
+# %% [markdown]
+# ### Exercise · LayerNorm's backward
+#
+# Write `layernorm_backward(dy, xhat, rstd, gamma)` → `(dx, dgamma, dbeta)` from what the forward
+# pass saved (section 2). The checker compares all three with central differences in float64;
+# forgetting the gradient that flows through the mean or through the variance shows at once.
+
+# %%
+def layernorm_backward(dy, xhat, rstd, gamma):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("layernorm_backward", layernorm_backward)  # prints the verdict
+
+# %% [markdown]
+# ### Exercise · attention's backward
+#
+# Write `attention_backward(d_out, q, k, v, probs, scaling)` → `(dq, dk, dv)` for
+# $\text{out} = \operatorname{softmax}(q k^\top \cdot \text{scaling} + \text{mask})\, v$ (section 4), with
+# your own softmax backward. The checker uses a padded batch and central differences in float64.
+
+# %%
+def attention_backward(d_out, q, k, v, probs, scaling):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("attention_backward", attention_backward)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
 #
 # 1. Break a backward on purpose: subclass `LayerNorm` and drop the
 #    $-\hat x\,\overline{g\odot\hat x}$ term. How large does the relative error become?

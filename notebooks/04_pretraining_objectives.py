@@ -254,6 +254,32 @@ for label in (0, 1):
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise below is checked: fill in the stub and run the cell. `ex.hint(name)` gives
+# one hint per call; worked solutions are in
+# [solutions/04_pretraining_objectives.py](solutions/04_pretraining_objectives.py).
+
+# %% [markdown]
+# ### Exercise · 80/10/10 masking
+#
+# Write `mask_tokens(input_ids, special_ids, mask_token_id, vocab_size, rng)` →
+# `(masked_ids, labels)` for one sequence: choose 15 % of the non-special positions, put `[MASK]`
+# at 80 % of them, a random id at 10 %, keep 10 %; labels hold the original id where chosen and
+# −100 elsewhere. The checker draws thousands of sequences and tests every invariant exactly and
+# every rate within 5 standard deviations.
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def mask_tokens(input_ids, special_ids, mask_token_id, vocab_size, rng, mlm_probability=0.15):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("mask_tokens", mask_tokens)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
+#
 # 1. Change `mlm_probability` to 0.4 and redraw the batch statistics. How does the
 #    number of chosen tokens per pair scale? Where does `max(1, ...)` matter?
 # 2. With `static_seed=0`, the collator gives a pair the same mask in every epoch (BERT's

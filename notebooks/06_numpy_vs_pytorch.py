@@ -217,6 +217,30 @@ for name, seconds in timings.items():
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise below is checked: fill in the stub and run the cell. `ex.hint(name)` gives
+# one hint per call; worked solutions are in
+# [solutions/06_numpy_vs_pytorch.py](solutions/06_numpy_vs_pytorch.py).
+
+# %% [markdown]
+# ### Exercise · cross-entropy's backward, with ignored rows
+#
+# Write `cross_entropy_backward(logits, labels)` → `dlogits` for the *mean* cross-entropy over
+# the rows whose label is not −100 (the gradient both backends compare above starts here). The
+# checker compares with central differences in float64, ignored rows included.
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def cross_entropy_backward(logits, labels):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("cross_entropy_backward", cross_entropy_backward)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
+#
 # 1. Use `BertConfig.from_preset("mini")` (4 layers, hidden size 256): do the float64
 #    errors grow with depth? By how much?
 # 2. Which tensor has the largest float32 error, and why that one? (Think about how

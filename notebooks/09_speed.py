@@ -233,6 +233,31 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise below is checked: fill in the stub and run the cell. `ex.hint(name)` gives
+# one hint per call; worked solutions are in
+# [solutions/09_speed.py](solutions/09_speed.py).
+
+# %% [markdown]
+# ### Exercise · the FLOPs of one encoder layer
+#
+# Write `layer_flops(hidden_size, intermediate_size, seq_len)` → the forward matmul FLOPs of one
+# layer for one sequence (2 per multiply-add): the four projections, the scores and `probs @ v`,
+# and the feed-forward. The checker compares with the count the benchmarks use for MFU, over
+# several shapes.
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def layer_flops(hidden_size, intermediate_size, seq_len):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("layer_flops", layer_flops)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
+#
 # 1. Run `python -m benchmarks --quick` on your machine and re-run this notebook: how
 #    do your CPU's numbers compare with the committed ones? Which backend gains most
 #    from more cores (`--threads`)?

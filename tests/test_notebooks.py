@@ -109,3 +109,18 @@ def test_runner_check_reports_a_stale_notebook(tmp_path, monkeypatch):
     source.write_text(source.read_text().replace("1 + 1", "2 + 2"))
     assert runner.out_of_sync(source) == "01_example.ipynb differs from 01_example.py"
     assert runner.main(["--check"]) == 1
+
+
+def test_every_exercise_is_posed_in_its_notebook():
+    """Each registered exercise has its stub, with the checker's signature, and its check in its notebook's source."""
+    from numpy_bert import exercises as ex
+
+    problems = []
+    for name, exercise in ex.EXERCISES.items():
+        source = (NOTEBOOK_DIR / f"{exercise.notebook}.py").read_text()
+        signature = exercise.signature.splitlines()[0]  # "def name(...):"
+        if signature not in source:
+            problems.append(f"{exercise.notebook}.py lacks the stub `{signature}`")
+        if f'ex.check("{name}", {name})' not in source:
+            problems.append(f'{exercise.notebook}.py never calls ex.check("{name}", {name})')
+    assert not problems, "; ".join(problems)
