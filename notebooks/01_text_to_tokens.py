@@ -246,8 +246,8 @@ plt.show()
 #
 # transformers' `BertTokenizer` (since version 5 backed by the Rust `tokenizers`
 # library) is the reference. On awkward strings, the two must give the same tokens and
-# the same ids (`parity_tests/test_tokenizer_reference.py` checks this on every code
-# point of Unicode planes 0 to 3 and on random text):
+# the same ids (`parity_tests/test_tokenizer_reference.py` checks this on every assigned
+# code point of Unicode planes 0 to 3 and 14, and on random text):
 
 # %%
 import transformers
@@ -255,14 +255,14 @@ import transformers
 reference = transformers.BertTokenizer.from_pretrained(named_model_dir("minilm"))
 tricky = [
     "Héllo Wörld! naïve café résumé Ångström",
-    "İstanbul ΟΔΟΣ ẞ ﬁne",                       # dotted capital I, final sigma, ligatures
+    "İstanbul ΟΔΟΣ ẞ ﬁne",                       # dotted capital I, final sigma, capital sharp s, a ligature
     "中文分词，标点。 日本語のテキスト",            # CJK ideographs split, kana not
     "emoji 😀👍🏽 cost 5€ ©2024",                   # symbols are not punctuation
     "x[MASK]y [mask] [CLS]a[SEP]b",                # literal special tokens, exact case only
     "zero\u200bwidth\u00adsoft\ufeffbom",          # format characters are deleted
     "tab\tnew\nline\u3000ideographic space",
     "don't I'm it's 'quoted' a.b ?! ...",
-    "e\u0301 (decomposed é) \U00011938",          # a combining mark; a letter newer than Unicode 8
+    "e\u0301 (decomposed é) \U00011938",          # a combining mark; a vowel sign (Mc) newer than Unicode 8
     "un" + "believable" * 11,                      # over 100 characters: one [UNK]
     "ＡＢＣ full width １２３",
     "",

@@ -14,7 +14,7 @@
 #
 # $$\frac{\partial L}{\partial x_i} \approx \frac{L(x + h e_i) - L(x - h e_i)}{2h},$$
 #
-# whose error is about $h^2 |L'''|$ (truncation) plus $10^{-16}|L|/h$ (rounding): with
+# whose error is about $h^2 |L'''|/6$ (truncation) plus $10^{-16}|L|/h$ (rounding): with
 # $h = 10^{-5}$ in float64, a right formula shows a relative error near
 # $10^{-9}$ or below, a wrong one near $10^{-1}$.
 
@@ -127,17 +127,20 @@ report("LayerNorm: dbeta", norm.bias.grad, numerical_gradient(loss, norm.bias.da
 # ## 3 · GELU, exactly, with erf
 #
 # BERT's activation is $\operatorname{GELU}(x) = x\,\Phi(x)$ with the normal CDF
-# $\Phi(x) = \tfrac12\big(1 + \operatorname{erf}(x/\sqrt2)\big)$. Its derivative, with
-# the normal density $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$ (as $\Phi' = \varphi$):
+# $\Phi(x) = \tfrac12\big(1 + \operatorname{erf}(x/\sqrt2)\big)$, as transformers' `"gelu"`
+# computes it (Google's original TensorFlow code used the tanh approximation, here
+# `"gelu_new"`). Its derivative, with the normal density
+# $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$ (as $\Phi' = \varphi$):
 #
 # $$\frac{d}{dx}\,x\,\Phi(x) = \Phi(x) + x\,\varphi(x).$$
 #
 # NumPy has no `erf`, so `numpy_bert.erf` implements W. J. Cody's rational Chebyshev
 # approximation (Math. Comp. 1969) on three intervals: $|x| \le 0.46875$, up to 4, and
-# beyond. It is the algorithm of netlib's SPECFUN (`CALERF`), and R's `pnorm` uses Cody's
-# later version. `math.erf`, our reference below, comes from the C library, which is
-# another algorithm: glibc, musl and the BSDs all use Sun's fdlibm approximations. Two
-# independent methods that agree to a few ulp are a stronger check than one alone.
+# beyond. It is the algorithm of netlib's SPECFUN (`CALERF`); R's `pnorm` is built on
+# the same package's normal CDF (`ANORM`). `math.erf`, our reference below, comes from
+# the C library, which is another algorithm: glibc, musl and the BSDs all use Sun's
+# fdlibm approximations. Two independent methods that agree to a few ulp are a stronger
+# check than one alone.
 
 # %%
 print(inspect.getsource(GELU.forward))
@@ -436,6 +439,6 @@ verdict = ex.check("attention_backward", attention_backward)  # prints the verdi
 # 3. Repeat the softmax or LayerNorm check in float32. Which $h$ works best now, and how
 #    small can the error get?
 # 4. Derive the backward of the tanh approximation `GELU("gelu_new")` and check it
-#    with `numeric_gradient`.
+#    with `numerical_gradient`.
 # 5. The query bias gradient is not zero. Why does the shift-invariance argument not
 #    apply to it? Does the key bias gradient stay zero under a causal mask (notebook 02)?

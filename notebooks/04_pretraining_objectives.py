@@ -42,10 +42,11 @@ print(corpus)
 # ## 1 · Masking 15 %, then 80/10/10
 #
 # `MaskingCollator.mask` takes one sequence of ids, chooses
-# `max(1, round(0.15 × candidates))` positions among the non-special tokens (as the
-# original BERT's data script), and replaces each: `[MASK]` with probability 0.8, a
-# random token 0.1, unchanged 0.1. The labels hold the original id at the chosen
-# positions and −100 (ignored by the loss) everywhere else.
+# `max(1, round(0.15 × candidates))` positions among the non-special tokens (the
+# original BERT's data script rounds 0.15 × the whole length, `[CLS]` and `[SEP]`
+# included, capped at `max_predictions_per_seq`), and replaces each: `[MASK]` with
+# probability 0.8, a random token 0.1, unchanged 0.1. The labels hold the original id
+# at the chosen positions and −100 (ignored by the loss) everywhere else.
 
 # %%
 print(inspect.getsource(MaskingCollator.mask))
@@ -283,8 +284,9 @@ verdict = ex.check("mask_tokens", mask_tokens)  # prints the verdict
 # 1. Change `mlm_probability` to 0.4 and redraw the batch statistics. How does the
 #    number of chosen tokens per pair scale? Where does `max(1, ...)` matter?
 # 2. With `static_seed=0`, the collator gives a pair the same mask in every epoch (BERT's
-#    pre-computed data). Check that two calls with different generators agree; then think
-#    about why RoBERTa preferred dynamic masks.
+#    pre-computed data, which made `dupe_factor=10` differently masked copies). Check
+#    that two calls with different generators agree; then think about why RoBERTa
+#    preferred dynamic masks.
 # 3. Histogram the lengths, in words, of the spans over a big batch with
 #    `strategy="span"`, and compare with the truncated geometric distribution
 #    `collator.span_length_probs`. Why is the measured mean lower?

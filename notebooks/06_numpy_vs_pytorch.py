@@ -157,7 +157,8 @@ plt.show()
 # (Exact agreement, an error of 0, is drawn at −18.)
 # Each backend agrees with the others to a small multiple of its dtype's epsilon: the
 # remaining differences are the order in which sums are accumulated (BLAS blocking,
-# threads), not different maths. The float32 errors are larger than the float64 ones by
+# threads) and last-bit differences between implementations of `exp` and `erf`, not
+# different maths. The float32 errors are larger than the float64 ones by
 # roughly the ratio of the two epsilons ($5\times10^{8}$).
 #
 # ## 4 · Dropout on, with shared masks

@@ -9,9 +9,10 @@
 # padding), **L2-normalised**; the cosine similarity of two sentences is then the dot
 # product of their vectors.
 #
-# This notebook uses `numpy_bert.pipelines.sentence_embeddings.SentenceEncoder` for a small
-# semantic search over sentences of the embedded corpus, draws a similarity heat map,
-# and checks the vectors against transformers.
+# This notebook uses `numpy_bert.pipelines.sentence_embeddings.SentenceEncoder` to show
+# that a word's token vector depends on its sentence, for a small semantic search over
+# sentences of the embedded corpus, a similarity heat map and a 2-D map of the demo
+# task's passages, and checks the vectors against transformers.
 
 # %%
 import inspect
@@ -27,10 +28,11 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, withou
 
 from numpy_bert.checkpoint import named_model_dir
 from numpy_bert.data.corpus import load_default_corpus
+from numpy_bert.data.demo_tasks import demo_dataset
 from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder, mean_pool
 
 plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
-FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: search fewer sentences
+FAST = os.environ.get("MINI_BERT_FAST") == "1"  # set by tests/test_notebooks.py: fewer sentences and passages
 encoder = SentenceEncoder.from_pretrained("minilm")  # float32
 config = encoder.model.config
 print(f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
@@ -48,7 +50,77 @@ print(inspect.getsource(mean_pool))
 print(inspect.getsource(SentenceEncoder.encode))
 
 # %% [markdown]
-# ## 2 · Semantic search over the corpus
+# ## 2 · One word, two meanings
+#
+# The token vectors that the pooling averages are *contextual*: each layer mixes every
+# token with the others, so the same word gets a different vector in every sentence.
+# Take "class" in four sentences about a school and four about Python, and compare its
+# vectors by cosine similarity: as a row of the input embedding table (the lookup before
+# any layer: the same row in every sentence, whatever it means there) and as the last
+# layer's output at its position.
+
+# %%
+word = "class"
+contexts = ["The teacher asked the class to sit down.", "Our class went on a trip to the museum.",
+            "The whole class passed the exam.", "She is the best student in her class.",
+            "Define a class with an __init__ method.", "Every instance of the class shares its methods.",
+            "This class inherits from object.", "Call the class to create a new object."]
+sense = np.array([0] * 4 + [1] * 4)  # 0: a group of pupils, 1: a Python class
+tokenizer, model = encoder.tokenizer, encoder.model
+word_id = tokenizer.convert_tokens_to_ids(word)  # "class" is one WordPiece token
+batch = tokenizer(contexts, padding=True, return_tensors="np")
+where = np.array([list(row).index(word_id) for row in batch["input_ids"]])  # its position in each sentence
+states = model(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states
+rows = np.arange(len(contexts))
+table_rows = model.embeddings.word_embeddings(batch["input_ids"])[rows, where]  # (8, 384): the lookup
+per_layer = [state[rows, where] for state in states]  # embeddings output (position added, LayerNorm), layers 1-6
+
+
+def cosines(vectors):
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit @ unit.T
+
+
+def within_and_across(similarity):
+    # mean cosine of pairs with the same sense (the diagonal left out), and of pairs with different senses
+    same = np.equal.outer(sense, sense)
+    return similarity[same & ~np.eye(len(sense), dtype=bool)].mean(), similarity[~same].mean()
+
+
+print(f"'{word}' at positions {where.tolist()}; the table row is the same in all 8: "
+      f"{all(np.array_equal(r, table_rows[0]) for r in table_rows)}")
+for name, vectors in [("embedding table row", table_rows), ("embeddings output (+ position)", per_layer[0]),
+                      *[(f"layer {i}", v) for i, v in enumerate(per_layer[1:], 1)]]:
+    within, across = within_and_across(cosines(vectors))
+    print(f"{name:<31} mean cosine, same sense {within:.3f}, different senses {across:.3f}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+short = [f"{k + 1}. {textwrap.shorten(c, 30, placeholder='...')}" for k, c in enumerate(contexts)]
+for ax, (title, vectors) in zip(axes, [("input embedding table (same row everywhere)", table_rows),
+                                        (f"last layer ({config.num_hidden_layers})", per_layer[-1])]):
+    similarity = cosines(vectors)
+    image = ax.imshow(similarity, cmap="viridis", vmin=0.5, vmax=1)
+    for (i, j), value in np.ndenumerate(similarity):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value < 0.8 else "black")
+    ax.axhline(3.5, color="white", linewidth=1)
+    ax.axvline(3.5, color="white", linewidth=1)
+    ax.set_xticks(range(8), range(1, 9))
+    ax.set_yticks(range(8), short if ax is axes[0] else [])
+    ax.set(title=f"'{word}': {title}", xlabel="sentence (1-4 school, 5-8 Python)")
+fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity of the token vectors")
+plt.show()
+
+# %% [markdown]
+# The table gives "class" one vector: cosine 1 everywhere, blind to the meaning. After six
+# layers the two senses separate: the school sentences are closer to one another than to
+# the Python ones. The gap opens in the first layer, where "class" starts to mix with
+# its neighbours, and is widest after the last (the table above). All the cosines
+# stay high, because a model's token vectors share a few large common directions; it is
+# the difference between the blocks that carries the meaning. This is what lets the
+# mean of the token vectors, the sentence vector, tell sentences apart.
+#
+# ## 3 · Semantic search over the corpus
 #
 # A thousand sentences (120 with `MINI_BERT_FAST=1`) drawn at random from
 # the embedded corpus of Python's documentation, embedded once; a query is embedded the
@@ -76,7 +148,7 @@ for query, row in zip(queries, scores):
                             max_lines=2, placeholder=" ..."))
 
 # %% [markdown]
-# ## 3 · A similarity heat map
+# ## 4 · A similarity heat map
 #
 # Eight sentences, two on each of four topics, with few words in common within a pair.
 # Pairs on the same topic should light up next to the diagonal:
@@ -100,7 +172,77 @@ fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
 plt.show()
 
 # %% [markdown]
-# ## 4 · Agreement with transformers
+# ## 5 · The demo task's passages on a map
+#
+# Notebook 07 fine-tunes a classifier on the offline demo task: which part of the Python
+# docs does a passage (two consecutive sentences) come from, the language reference or
+# one of five families of library modules (`numpy_bert.data.demo_tasks`; train and eval
+# are split by document). Here no model is trained: the passages are embedded with
+# MiniLM (300 for training, 150 held out; 72 and 36 with `MINI_BERT_FAST=1`) and
+# projected to 2-D with PCA, written in NumPy: centre the matrix, take its SVD, keep the
+# two right singular vectors of the largest singular values (the two directions of
+# largest variance).
+
+# %%
+train_rows, eval_rows = demo_dataset("classify", train_size=72 if FAST else 300, eval_size=36 if FAST else 150)
+labels = sorted({row["label"] for row in train_rows})
+
+
+def embed(rows):
+    return (encoder.encode([row["text"] for row in rows], progress=False),
+            np.array([labels.index(row["label"]) for row in rows]))
+
+
+start = time.perf_counter()
+X_train, y_train = embed(train_rows)  # (N, 384) unit vectors, (N,) label indices
+X_eval, y_eval = embed(eval_rows)
+print(f"embedded {len(X_train)} + {len(X_eval)} passages in {time.perf_counter() - start:.1f} s")
+
+mean = X_train.mean(axis=0)
+_, singular, Vt = np.linalg.svd(X_train - mean, full_matrices=False)  # rows of Vt: directions, largest first
+components = Vt[:2]                                                    # (2, 384)
+P_train, P_eval = (X_train - mean) @ components.T, (X_eval - mean) @ components.T  # (N, 2)
+explained = singular ** 2 / (singular ** 2).sum()
+print(f"variance along the two components: {explained[0]:.1%} and {explained[1]:.1%} of the total")
+
+
+def nearest_centroid_accuracy(train, evaluation):
+    # the fraction of held-out passages whose nearest label centroid (mean of the training passages) is theirs
+    centroids = np.stack([train[y_train == c].mean(axis=0) for c in range(len(labels))])
+    distances = ((evaluation[:, None, :] - centroids[None]) ** 2).sum(axis=-1)  # (N_eval, labels)
+    return (distances.argmin(axis=1) == y_eval).mean()
+
+
+neighbours = np.argsort(-(X_eval @ X_train.T), axis=1)[:, :5]  # the 5 most similar training passages
+votes = np.array([np.bincount(y_train[row], minlength=len(labels)).argmax() for row in neighbours])
+print(f"\nheld-out accuracy ({len(y_eval)} passages of documents never seen in training, {len(labels)} labels):")
+print(f"  nearest centroid, 384-D sentence vectors: {nearest_centroid_accuracy(X_train, X_eval):.1%}")
+print(f"  5 nearest neighbours (cosine), 384-D:     {(votes == y_eval).mean():.1%}")
+print(f"  nearest centroid, the 2-D PCA map:        {nearest_centroid_accuracy(P_train, P_eval):.1%}")
+print(f"  chance: 1/{len(labels)} = {1 / len(labels):.1%}; always the most common eval label: "
+      f"{np.bincount(y_eval).max() / len(y_eval):.1%}")
+
+# %%
+fig, ax = plt.subplots(figsize=(8.5, 5.6), layout="constrained")
+for c, label in enumerate(labels):
+    colour = plt.cm.tab10(c)
+    ax.scatter(*P_train[y_train == c].T, s=16, color=colour, alpha=0.7, label=label)
+    ax.scatter(*P_eval[y_eval == c].T, s=30, color=colour, marker="x")
+ax.set(title="Demo-task passages, MiniLM sentence vectors projected on their two main directions (PCA)",
+       xlabel=f"component 1 ({explained[0]:.1%} of the variance)",
+       ylabel=f"component 2 ({explained[1]:.1%} of the variance)")
+ax.legend(title="label (dots: train, crosses: held out)", fontsize=8, loc="best")
+plt.show()
+
+# %% [markdown]
+# MiniLM was never told about these labels, yet passages of one part of the docs lie
+# near one another: a nearest-centroid rule in the 384-dimensional space gets far above
+# chance on documents it has not seen. The 2-D map shows only a few percent of the
+# variance, so the groups overlap there much more than they do in 384 dimensions, and
+# the same rule on the map alone does much worse: a picture of an embedding shows its
+# main directions, not everything a classifier can use.
+#
+# ## 6 · Agreement with transformers
 #
 # The same checkpoint in transformers' `BertModel` (PyTorch), pooled and normalised the
 # sentence-transformers way in torch, on the eight sentences and the queries. In float32
@@ -134,6 +276,29 @@ print(f"largest |entry| of an embedding: {np.abs(expected).max():.3f}; "
 # %% [markdown]
 # ## Exercises
 #
+# ### Exercise · Mean pooling
+# Write `mean_pooling(hidden, attention_mask)`, the pooling of section 1: `hidden` (B, T, C)
+# the last layer's token vectors, `attention_mask` (B, T) with 1 for a real token and 0 for
+# padding; return (B, C), for each sentence the mean of its real tokens' vectors only.
+# The checker compares with `numpy_bert.pipelines.sentence_embeddings.mean_pool` and with a
+# mean taken row by row, with padding on the right, on the left and none (and huge values
+# in the padded positions, so averaging them cannot go unnoticed).
+# Stuck? `ex.hint("mean_pooling")` gives a hint per call; a worked solution is in
+# [solutions/08_pretrained_model_in_numpy.py](solutions/08_pretrained_model_in_numpy.py).
+
+# %%
+from numpy_bert import exercises as ex
+
+
+def mean_pooling(hidden, attention_mask):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("mean_pooling", mean_pooling)  # prints the verdict
+
+# %% [markdown]
+# ### More to try
+#
 # 1. Replace mean pooling by the `[CLS]` vector (`encoder.pooling.mode = "cls"`) and
 #    redraw the heat map. Why does the model's own pooling work better?
 # 2. Load the encoder in float64 (`SentenceEncoder.from_pretrained("minilm",
@@ -145,6 +310,9 @@ print(f"largest |entry| of an embedding: {np.abs(expected).max():.3f}; "
 # 4. Time `encoder.encode` with `batch_size` 1, 8, 32 and 128 on the same sentences.
 #    Where does the time per sentence stop improving, and why does sorting by length
 #    matter?
-# 5. Use the corpus vectors for a *classifier*: for each sentence, predict the demo
-#    label of notebook 07 from its 5 nearest neighbours among the others. How does it
-#    compare with the fine-tuned tiny BERT?
+# 5. Section 5 classifies without training. Vary k of the nearest-neighbour vote (1, 5,
+#    15) and the number of training passages: where does the accuracy stop improving?
+#    Compare with notebook 07's fine-tuned tiny BERT on the same task.
+# 6. Find another word with two senses (e.g. "set", "return", "bank") and measure, layer
+#    by layer, when its senses separate. Does a word split into WordPieces behave the
+#    same (average its pieces)?

@@ -178,8 +178,10 @@ plt.show()
 # through both LayerNorms' backward, which rescales it (by $\gamma \cdot$ rstd, minus
 # its projections on the mean and on $\hat x$): here that shrinks it. A pre-LN block
 # (GPT-2's order, $h = x + \operatorname{Attention}(\operatorname{LN}(x))$) keeps the skip
-# outside the LayerNorm, so an identity path runs from the loss to the embeddings: one
-# reason pre-LN stacks train with less learning-rate warm-up (Xiong et al. 2020).
+# outside the LayerNorm, so an identity path runs from the top of the stack to the
+# embeddings. Xiong et al. (2020) showed that pre-LN gradients are well-behaved at
+# initialisation while post-LN's are large near the output, which is why pre-LN stacks
+# can train without the learning-rate warm-up that post-LN needs.
 
 # %% [markdown]
 # ## 5 · Checked twice: the library's `BertLayer.backward` and finite differences
@@ -208,10 +210,11 @@ print(f"dW_1 against central differences: relative error "
 # %% [markdown]
 # ## 6 · Where the parameters and the work are
 #
-# Per token, a layer has $4C^2$ attention weights and $2 \cdot C \cdot 4C = 8C^2$
-# feed-forward weights: two thirds of a layer is the feed-forward. The attention scores
-# cost $2 T^2 C$ multiply-adds per sequence on top, which overtakes the projections once
-# $T$ grows past about $6C$ (09 measures it).
+# A layer has $4C^2$ attention weights and $2 \cdot C \cdot 4C = 8C^2$ feed-forward
+# weights (and as many multiply-adds per token): two thirds of a layer is the
+# feed-forward. The attention scores cost $2 T^2 C$ multiply-adds per sequence on top,
+# which overtakes all the dense layers ($12TC^2$) once $T$ grows past $6C$ (09 computes
+# this crossover).
 
 # %%
 groups = {"attention Q, K, V": "attention.self.", "attention output W_O": "attention.output.dense.",

@@ -4,9 +4,10 @@ BERT hides some tokens of each sequence and trains the model to recover them.
 For every sequence this module
 
 1. lists the candidates: every token that is not special ([CLS], [SEP], [PAD], ...);
-2. fixes the budget, as the original BERT does (google-research/bert,
+2. fixes the budget much as the original BERT does (google-research/bert,
    create_pretraining_data.py): ``max(1, round(0.15 * candidates))``, rounding
-   halves up as Python 2 did there, capped by ``max_predictions_per_seq`` when one is
+   halves up as Python 2 did there (the original counts the whole sequence, special
+   tokens included; here only the candidates), capped by ``max_predictions_per_seq`` when one is
    given. An exact count (rather than a coin flip per token, as transformers'
    ``DataCollatorForLanguageModeling`` does) gives every sequence at least one
    prediction and keeps the number of predictions steady from batch to batch;
@@ -86,7 +87,7 @@ class MaskingCollator:
         self.span_length_probs = weights / weights.sum()
 
     def num_to_predict(self, num_candidates: int) -> int:
-        """How many tokens to mask among ``num_candidates``: the original BERT's count."""
+        """How many tokens to mask among ``num_candidates``: the original BERT's rule, over the candidates."""
         count = max(1, int(np.floor(num_candidates * self.mlm_probability + 0.5)))
         if self.max_predictions_per_seq is not None:
             count = min(count, self.max_predictions_per_seq)
