@@ -10,9 +10,9 @@
 # the context) and against the full curves of the shipped `python-docs` model, and ask
 # the models to fill in masked words.
 #
-# The run takes about two minutes (a few seconds with `MINI_BERT_FAST=1`, too short to
-# learn anything): long enough to get below the unigram line, that is, to start using
-# the context.
+# The run takes about three minutes on two cores (a few seconds with `MINI_BERT_FAST=1`,
+# too short to learn anything): long enough to get below the unigram line, that is, to
+# start using the context.
 
 # %%
 import inspect
@@ -255,7 +255,8 @@ status = main(["fill-mask", run, texts[0], "--top-k", "3"])  # the same, from th
 # $1/V = 0.00024$. After this short run the top guesses are still the most frequent
 # tokens: a loss below the unigram line means the context shifts the probabilities a
 # little, not yet enough to change the top three. The shipped model, after 96 minutes,
-# fills the sentences sensibly. What runs of each length
+# fills the sentences sensibly; its `"` for the second one is right too, since the
+# language reference writes `The "for" statement is used ...`. What runs of each length
 # reach is measured in [docs/pretraining.md](../docs/pretraining.md#measured-quality) and
 # [docs/python-docs.md](../docs/python-docs.md).
 

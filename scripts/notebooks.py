@@ -3,6 +3,7 @@
     python scripts/notebooks.py               # every notebooks/NN_*.py -> NN_*.ipynb, executed full size
     python scripts/notebooks.py 03 10         # only the notebooks whose names start with 03 or 10
     python scripts/notebooks.py --check       # say which .ipynb differ from their sources (exit 1 if any)
+    python scripts/notebooks.py --text 05     # copy edits of markdown cells only into 05's .ipynb, running nothing
 
 Each notebook is authored as a jupytext percent-format source, ``notebooks/NN_name.py``,
 paired with ``NN_name.ipynb`` (``notebooks/jupytext.toml``): edit the ``.py`` in an editor,
@@ -102,6 +103,26 @@ def execute(nb: nbformat.NotebookNode, cwd: Path = NOTEBOOK_DIR, fast: bool = Fa
     nb.metadata["kernelspec"] = dict(KERNELSPEC_METADATA)  # what a reader's Jupyter should start
 
 
+def copy_text(source: Path) -> str | None:
+    """Put the source's markdown cells into its .ipynb, keeping the outputs; why not, or None when done.
+
+    Prose does not change what the code prints, so an edit of markdown cells alone needs no re-run;
+    anything else (a code cell, a cell added, removed or moved) does.
+    """
+    notebook = source.with_suffix(".ipynb")
+    new, old = read_source(source), nbformat.read(notebook, as_version=4)
+    code = [[c.source for c in nb.cells if c.cell_type == "code"] for nb in (new, old)]
+    if [c.cell_type for c in new.cells] != [c.cell_type for c in old.cells] or code[0] != code[1]:
+        return (f"{notebook.name} has other code cells than {source.name}: "
+                f"run `python scripts/notebooks.py {source.name[:2]}`")
+    for new_cell, old_cell in zip(new.cells, old.cells, strict=True):
+        if new_cell.cell_type == "markdown":
+            old_cell.source = new_cell.source
+    nbformat.write(old, notebook)
+    os.utime(source)
+    return None
+
+
 def edited_in_jupyter(source: Path) -> bool:
     """True when the .ipynb holds other cells than its source and was saved after it (jupytext --sync first)."""
     notebook = source.with_suffix(".ipynb")
@@ -113,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prefixes", nargs="*", help="only notebooks whose names start with one of these")
     parser.add_argument("--check", action="store_true", help="only report notebooks out of sync with their sources")
+    parser.add_argument("--text", action="store_true", help="copy edits of markdown cells only, running nothing")
     parser.add_argument("--fast", action="store_true", help=f"run with {FAST_ENV}=1 (small sizes, as the tests)")
     args = parser.parse_args(argv)
     paths = sources(args.prefixes)
@@ -124,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         for path, problem in problems:
             print(f"{problem}: run `python scripts/notebooks.py {path.name[:2]}`")
         return 1 if problems else 0
+    if args.text:
+        problems = [problem for path in paths if (problem := copy_text(path))]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2 if problems else 0
     for path in paths:
         if edited_in_jupyter(path):
             print(f"{path.with_suffix('.ipynb').name} was edited after {path.name}: "

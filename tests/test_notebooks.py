@@ -111,6 +111,24 @@ def test_runner_check_reports_a_stale_notebook(tmp_path, monkeypatch):
     assert runner.main(["--check"]) == 1
 
 
+def test_runner_text_copies_prose_keeps_outputs_and_refuses_code(tmp_path, monkeypatch):
+    """--text copies an edited markdown cell into the .ipynb with its outputs kept; a code edit is refused (exit 2)."""
+    source = tmp_path / "01_example.py"
+    source.write_text("# %% [markdown]\n# # Example\n\n# %%\nprint(1 + 1)\n")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", tmp_path)
+    nb = runner.read_source(source)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    nbformat.write(nb, source.with_suffix(".ipynb"))
+    source.write_text(source.read_text().replace("Example", "A better title"))
+    assert runner.main(["--text"]) == 0
+    written = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert written.cells[0].source == "# A better title" and written.cells[1].outputs[0].text == "2\n"
+    assert runner.out_of_sync(source) is None
+    source.write_text(source.read_text().replace("1 + 1", "2 + 2"))
+    assert runner.main(["--text"]) == 2
+    assert nbformat.read(source.with_suffix(".ipynb"), as_version=4).cells[1].source == "print(1 + 1)"
+
+
 def test_every_exercise_is_posed_in_its_notebook():
     """Each registered exercise has its stub, with the checker's signature, and its check in its notebook's source."""
     from numpy_bert import exercises as ex
