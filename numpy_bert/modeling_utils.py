@@ -16,6 +16,7 @@ from .checkpoint import LoadingInfo, align_to_model, load_weights, named_model_d
 from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
+from .quantization import is_quantized, quantize_model
 
 
 def _is_integer(array) -> bool:
@@ -158,6 +159,7 @@ class BertPreTrainedModel(Module):
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
     loss_arguments = "labels"  # what forward needs to compute a loss, named when backward() has none
     loss_grads: tuple | None = None  # the last forward's loss gradients, where backward() starts
+    runs_int8 = True  # its layers may be swapped for int8 ones (numpy_bert/quantization.py)
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -166,8 +168,9 @@ class BertPreTrainedModel(Module):
 
     @property
     def dtype(self) -> np.dtype:
-        """The parameters' dtype, set once for the whole tree by ``post_init`` (or ``to``)."""
-        return self.parameters()[0].data.dtype
+        """The floating parameters' dtype, set once for the whole tree by ``post_init`` (or ``to``); the
+        int8 tables of a quantized model (numpy_bert/quantization.py) compute in it too."""
+        return next(p.data.dtype for p in self.parameters() if p.data.dtype.kind == "f")
 
     def post_init(self, seed: int | None, dtype) -> None:
         """Cast the whole tree to ``dtype``, initialise weights as transformers does (drawn in that
@@ -237,7 +240,16 @@ class BertPreTrainedModel(Module):
         :func:`~numpy_bert.checkpoint.named_model_dir` knows: "python-docs" or "minilm".
         """
         directory = named_model_dir(directory)
-        model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
+        config = BertConfig.from_pretrained(directory)
+        model = cls(config, dtype=dtype, **kwargs)
+        if is_quantized(config):  # an int8 checkpoint (numpy_bert/quantization.py): int8 layers to load it into
+            if not cls.runs_int8:
+                raise ValueError(f"{directory} holds int8 weights, which {cls.__name__} cannot compute with; "
+                                 "load it into the readable model (without --fast)")
+            if np.dtype(dtype) != np.float32:
+                raise ValueError(f"{directory} holds int8 weights, which compute in float32; load it with "
+                                 f"dtype float32, not {np.dtype(dtype)}")
+            quantize_model(model)
         info = model.load_pretrained_weights(directory)
         return (model, info) if output_loading_info else model
 
@@ -246,8 +258,9 @@ class BertPreTrainedModel(Module):
         tensors = load_weights(named_model_dir(directory))
         params = dict(self.named_parameters())
         aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights)
-        for name, array in aligned.items():
-            params[name].data = np.array(array, dtype=self.dtype, copy=True)
+        for name, array in aligned.items():  # into the model's dtype; the int8 tables of a quantized model stay int8
+            dtype = self.dtype if params[name].data.dtype.kind == "f" else params[name].data.dtype
+            params[name].data = np.array(array, dtype=dtype, copy=True)
         return info
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:

@@ -112,7 +112,8 @@ class Module:
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         for param in self.parameters():
-            param.data = param.data.astype(dtype, copy=False)
+            if param.data.dtype.kind == "f":  # int8 weights (numpy_bert/quantization.py) stay int8
+                param.data = param.data.astype(dtype, copy=False)
         return self
 
     def gradients(self) -> dict[str, np.ndarray]:

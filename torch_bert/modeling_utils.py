@@ -23,11 +23,28 @@ from numpy_bert.checkpoint import (
 )
 from numpy_bert.config import BertConfig
 from numpy_bert.layers import KeyedMasks
-from numpy_bert.modeling_utils import check_inputs, check_labels, has_padding
+from numpy_bert.modeling_utils import check_inputs, check_labels
+from numpy_bert.modeling_utils import has_padding as has_masked_keys
+from numpy_bert.quantization import is_quantized
 
 from .layers import Dropout
 
 __all__ = ["BertPreTrainedModel", "additive_attention_mask", "check_labels", "has_padding"]
+
+
+def tracing() -> bool:
+    """True while torch.export (ONNX's dynamo exporter) or torch.jit.trace (its TorchScript one) records the model."""
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6, which export-onnx needs
+    return (exporting is not None and exporting()) or torch.jit.is_tracing()
+
+
+def has_padding(attention_mask: torch.Tensor | None) -> bool:
+    """numpy_bert's ``has_padding``, except while the model is traced for export (ONNX): the exported
+    graph serves every batch, padded or not, so it always applies the mask (adding zeros where nothing
+    is padded), and the question, which reads the data, is not asked."""
+    if tracing():
+        return attention_mask is not None
+    return has_masked_keys(attention_mask)
 
 
 def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -106,7 +123,8 @@ class BertPreTrainedModel(nn.Module):
                 raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
+        if not tracing():  # the checks read the values, which a traced graph does not have
+            check_inputs(self.config, input_ids, attention_mask, token_type_ids)
         return input_ids, attention_mask, token_type_ids
 
     # ---- checkpoints -------------------------------------------------------------
@@ -119,7 +137,11 @@ class BertPreTrainedModel(nn.Module):
         ``directory`` may also be a name that numpy_bert.checkpoint.named_model_dir knows ("python-docs", "minilm").
         """
         directory = named_model_dir(directory)
-        model = cls(BertConfig.from_pretrained(directory), dtype=dtype, **kwargs)
+        config = BertConfig.from_pretrained(directory)
+        if is_quantized(config):
+            raise ValueError(f"{directory} holds numpy_bert's int8 weights (python -m numpy_bert quantize), which "
+                             "torch_bert does not compute with; load the float32 model it was quantized from")
+        model = cls(config, dtype=dtype, **kwargs)
         info = model.load_pretrained_weights(directory)
         return (model, info) if output_loading_info else model
 

@@ -8,6 +8,8 @@
     python -m numpy_bert finetune ... / demo-data ...   (numpy_bert/cli/finetune.py)
     python -m numpy_bert embed minilm "text" ... / similarity minilm "query" "text" ...
                                                         (numpy_bert/cli/embeddings.py)
+    python -m numpy_bert quantize minilm --out runs/minilm-int8   (numpy_bert/cli/deployment.py;
+    python -m torch_bert export-onnx minilm --out runs/minilm-onnx  the second: torch_bert only)
 
 The parser is built here once, with the options of the backend that does the computing
 (``NumpyBackend`` or torch_bert's ``TorchBackend``; numpy: ``--fast``; torch: ``--device``,
@@ -55,12 +57,14 @@ from .arguments import (
 )
 from .backends import add_backend_options
 from .cloze import add_cloze_command, cloze_command
+from .deployment import add_deployment_commands, deployment_command
 from .embeddings import add_embedding_commands, embedding_command
 from .finetune import add_finetune_commands, demo_data_command, finetune_command
 
 # ---- the parser -------------------------------------------------------------------------
 
-MODEL_FREE_COMMANDS = ("demo-data", "compare", "export")  # they compute nothing with a model: no backend options
+# They compute nothing with a model, or not with the backend options: none offered.
+MODEL_FREE_COMMANDS = ("demo-data", "compare", "export", "quantize", "export-onnx")
 # The class of the typed options of each command that computes with a model.
 OPTIONS_CLASS = {"train": TrainingArguments, "finetune": FinetuningArguments, "eval": BackendOptions,
                  "fill-mask": BackendOptions, "cloze": BackendOptions}
@@ -199,6 +203,7 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     add_overwrite_argument(sub["export"])
     sub.update(add_finetune_commands(commands, formatter))
     sub.update(add_cloze_command(commands, formatter))
+    sub.update(add_deployment_commands(commands, formatter, backend.name))
     for command, subparser in sub.items():
         if command not in MODEL_FREE_COMMANDS:
             add_backend_options(subparser, backend.name, command)
@@ -344,6 +349,8 @@ def run_command(args: argparse.Namespace, options: BackendOptions | None, argv: 
         manifest = export_run(named_model_dir(args.run), args.out, args.dtype, args.overwrite_output_dir)
         print(f"wrote {args.out} ({args.dtype} weights); its files and their SHA-256 are in {manifest}")
         return 0
+    if args.command in ("quantize", "export-onnx"):
+        return deployment_command(args, backend)
     return embedding_command(args)  # embed, similarity
 
 

@@ -177,6 +177,8 @@ class FastBertForPreTraining(BertForPreTraining):
     ``backward()`` adds the same gradients into every parameter's ``.grad``.
     """
 
+    runs_int8 = False  # the fused kernels read the float weights themselves
+
     def __init__(self, config, seed: int = 0, dtype=np.float32):
         super().__init__(config, seed=seed, dtype=dtype)
         self._buffer_pool = BufferPool()

@@ -104,6 +104,13 @@ class TorchBackend:
         check_masked_lm_head(info, folder)
         return cls(model, options.device, options.precision)
 
+    @staticmethod
+    def export_onnx(model: str | os.PathLike, out: str | os.PathLike, exporter: str, overwrite_output_dir: bool):
+        """``export-onnx``: see torch_bert/export/onnx.py."""
+        from ..export.onnx import export_onnx
+
+        return export_onnx(model, out, exporter, overwrite_output_dir)
+
     # ---- one training step ------------------------------------------------------------
 
     def _autocast(self):

@@ -1,0 +1,1 @@
+"""Exporting torch_bert models for deployment: ONNX (torch_bert/export/onnx.py)."""
