@@ -9,6 +9,7 @@ cosine of at least 0.99, the python-docs model fills masks with the same top tok
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ finite_floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 matrices = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12), elements=finite_floats)
 
 
+@pytest.mark.filterwarnings("error")  # hypothesis found rows of subnormal weights whose scale underflowed to 0
 @settings(max_examples=200, deadline=None)
 @given(w=matrices)
 def test_rounding_error_is_at_most_half_a_step_per_row(w):
@@ -43,7 +45,7 @@ def test_rounding_error_is_at_most_half_a_step_per_row(w):
     assert q.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (w.shape[0],)
     assert np.abs(q.astype(np.int32)).max() <= INT8_MAX
     error = np.abs(dequantize_rows(q, scale) - w)
-    assert (error <= scale[:, None] / 2 * (1 + 1e-5) + 1e-30).all()
+    assert (error <= scale[:, None] / 2 * (1 + 1e-5) + np.finfo(np.float32).smallest_subnormal).all()
     nonzero = np.abs(w).max(axis=1) > 0
     assert (np.abs(q[nonzero].astype(np.int32)).max(axis=1) == INT8_MAX).all()
     assert (q[~nonzero] == 0).all()
@@ -153,3 +155,11 @@ def test_quantize_refuses_what_it_cannot_do_in_one_line(tmp_path, minilm_int8, c
         assert expected in err and len(err.splitlines()) == 1, err
     with pytest.raises(ValueError, match="int8"):
         torch_bert.BertForPreTraining.from_pretrained(tmp_path / "int8")
+
+
+def test_deployment_doc_shows_the_committed_int8_figures():
+    """docs/deployment.md's table is benchmarks/results/int8_quality.json rendered (regenerate both together)."""
+    from benchmarks.int8_quality import PATH, table
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    assert table(json.loads(PATH.read_text())) in doc, "re-render: python -m benchmarks.int8_quality --plot"
