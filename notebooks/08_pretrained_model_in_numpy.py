@@ -274,6 +274,57 @@ print(f"largest |entry| of an embedding: {np.abs(expected).max():.3f}; "
       f"float32 epsilon {np.finfo(np.float32).eps:.1e}")
 
 # %% [markdown]
+# ## 7 · A quarter of the size: int8 weights
+#
+# `python -m numpy_bert quantize` stores every weight matrix of the model (and the word
+# embeddings) as int8, one float32 scale per row: row $i$ gets the step
+# $s_i = \max_j |W_{ij}| / 127$ and each weight becomes the integer
+# $Q_{ij} = \mathrm{round}(W_{ij}/s_i) \in [-127, 127]$. A layer then computes
+# $y_i = s_i \sum_j x_j Q_{ij} + b_i$: the scale belongs to the output $i$, so it leaves the sum,
+# and the matrix product runs on the integers. Each weight is off by at most half a step,
+# $|W_{ij} - s_i Q_{ij}| \le s_i/2$ ([numpy_bert/quantization.py](../numpy_bert/quantization.py)
+# derives the rest; [docs/deployment.md](../docs/deployment.md) measures it on more models).
+
+# %%
+import shutil
+import tempfile
+from pathlib import Path
+
+from numpy_bert.cli.main import main
+from numpy_bert.quantization import dequantize_rows, quantize_rows
+
+int8_dir = Path(tempfile.mkdtemp(prefix="minilm-int8-"))
+status = main(["quantize", "minilm", "--out", str(int8_dir / "model")])
+int8_encoder = SentenceEncoder.from_pretrained(int8_dir / "model")  # int8 layers, float32 activations
+subset = sentences[:200]
+cosine = (int8_encoder.encode(subset, progress=False) * vectors[:200]).sum(axis=1)  # both unit length
+print(f"cosine of int8 to float32 sentence vectors, {len(subset)} sentences: "
+      f"mean {cosine.mean():.5f}, lowest {cosine.min():.5f}")
+
+w = encoder.model.encoder.layer[0].intermediate.dense.weight.data  # (1536, 384)
+q, scale = quantize_rows(w)
+steps = (w - dequantize_rows(q, scale)) / scale[:, None]  # each weight's rounding error, in steps
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
+axes[0].hist(steps.ravel(), bins=60, color="tab:gray")
+axes[0].set(title="rounding error of layer 0's feed-forward weights, in steps $s_i$", xlabel="(W - sQ) / s",
+            ylabel="weights")
+axes[1].hist(cosine, bins=30, color="tab:purple")
+axes[1].set(title="int8 vs float32: cosine of sentence vectors", xlabel="cosine similarity", ylabel="sentences")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The errors spread evenly over $[-\tfrac12, \tfrac12]$ of a step, as rounding does, and
+# they do not pile up: the sentence vectors barely move (a cosine of 1 would be no change),
+# so search and the nearest-centroid classifier above rank alike in int8. The file shrinks
+# to about a quarter because each weight takes one byte instead of four.
+
+# %%
+print(f"model.safetensors: {(Path(named_model_dir('minilm')) / 'model.safetensors').stat().st_size / 1e6:.1f} MB "
+      f"in float32, {(int8_dir / 'model' / 'model.safetensors').stat().st_size / 1e6:.1f} MB in int8")
+shutil.rmtree(int8_dir)  # the int8 copy was temporary
+
+# %% [markdown]
 # ## Exercises
 #
 # ### Exercise · Mean pooling
@@ -297,6 +348,20 @@ def mean_pooling(hidden, attention_mask):
 verdict = ex.check("mean_pooling", mean_pooling)  # prints the verdict
 
 # %% [markdown]
+# ### Exercise · int8 rows
+# Write `quantize_rows(w)` of section 7: for a float32 matrix `w` (rows, cols), return
+# `q` (int8, in [-127, 127]) and `scale` (float32, one per row) with `w ≈ scale[:, None] * q`,
+# each row's largest |w| on ±127. The checker compares with `numpy_bert.quantization` on a
+# matrix with rows of very different sizes, an all-zero row and a row with one outlier.
+
+# %%
+def quantize_rows(w):
+    raise NotImplementedError("your code here")
+
+
+verdict = ex.check("quantize_rows", quantize_rows)  # prints the verdict
+
+# %% [markdown]
 # ### More to try
 #
 # 1. Replace mean pooling by the `[CLS]` vector (`encoder.pooling.mode = "cls"`) and
@@ -313,6 +378,9 @@ verdict = ex.check("mean_pooling", mean_pooling)  # prints the verdict
 # 5. Section 5 classifies without training. Vary k of the nearest-neighbour vote (1, 5,
 #    15) and the number of training passages: where does the accuracy stop improving?
 #    Compare with notebook 07's fine-tuned tiny BERT on the same task.
-# 6. Find another word with two senses (e.g. "set", "return", "bank") and measure, layer
+# 6. Quantize with one scale for the whole matrix instead of one per row: how much
+#    larger is the rounding error of the rows with small weights, and the change in the
+#    sentence vectors?
+# 7. Find another word with two senses (e.g. "set", "return", "bank") and measure, layer
 #    by layer, when its senses separate. Does a word split into WordPieces behave the
 #    same (average its pieces)?

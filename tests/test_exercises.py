@@ -234,6 +234,26 @@ def mean_pooling_of_the_first_tokens(hidden, attention_mask):
     return np.stack([h[: n].mean(axis=0) for h, n in zip(hidden, attention_mask.sum(axis=1))])
 
 
+def quantize_rows_per_tensor(w):
+    scale = np.abs(w).max() / 127
+    return np.rint(w / scale).astype(np.int8), np.full(len(w), scale, np.float32)
+
+
+def quantize_rows_truncating(w):
+    scale = np.maximum(np.abs(w).max(axis=1) / 127, 1e-30).astype(np.float32)
+    return (w / scale[:, None]).astype(np.int8), scale
+
+
+def quantize_rows_without_abs(w):
+    scale = np.maximum(w.max(axis=1) / 127, 1e-30).astype(np.float32)
+    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def quantize_rows_as_floats(w):
+    q, scale = solution("quantize_rows")(w)
+    return q.astype(np.float32), scale
+
+
 def layer_flops_in_multiply_adds(hidden_size, intermediate_size, seq_len):
     return solution("layer_flops")(hidden_size, intermediate_size, seq_len) // 2
 
@@ -280,6 +300,10 @@ WRONG = [
     ("f1_scores", f1_macro_over_all_classes, "macro_f1 is wrong"),
     ("mean_pooling", mean_pooling_with_padding, "pooled is wrong"),
     ("mean_pooling", mean_pooling_of_the_first_tokens, "pooled is wrong"),
+    ("quantize_rows", quantize_rows_per_tensor, "is wrong"),
+    ("quantize_rows", quantize_rows_truncating, "is wrong"),
+    ("quantize_rows", quantize_rows_without_abs, "is wrong"),
+    ("quantize_rows", quantize_rows_as_floats, "expected int8"),
     ("layer_flops", layer_flops_in_multiply_adds, "is 931,135,488, expected 1,862,270,976"),
     ("layer_flops", layer_flops_without_attention, "expected"),
     ("layer_flops", layer_flops_with_4c, "layer_flops(64, 100, 300)"),

@@ -1,5 +1,5 @@
 """Forward computations (notebooks 02, 08 and 09): attention with a padding mask, mean pooling,
-and the FLOPs of one encoder layer."""
+int8 quantization of a weight matrix, and the FLOPs of one encoder layer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from ..config import BertConfig
 from ..layers import softmax
 from ..modeling import BertSelfAttention
 from ..pipelines.sentence_embeddings import mean_pool
-from .core import EXACT_TOLERANCE, Failure, as_array, call, compare, describe, exercise, relative_error
+from ..quantization import INT8_MAX, dequantize_rows
+from ..quantization import quantize_rows as library_quantize_rows
+from .core import EXACT_TOLERANCE, Failure, as_array, call, compare, describe, exercise, relative_error, unpack
 from .gradients import padding_masks
 
 # ---- 02: attention ----------------------------------------------------------------------------------
@@ -113,6 +115,47 @@ def check_mean_pooling(function):
     error = compare({"pooled": got}, {"sentence_embeddings.mean_pool": {"pooled": mean_pool(hidden, attention_mask)},
                                       "the mean of each row's real tokens": {"pooled": per_row}}, EXACT_TOLERANCE)
     return "matches numpy_bert's mean_pool, with padding on the right, on the left and none", error, EXACT_TOLERANCE
+
+
+@exercise(
+    "quantize_rows", "08_pretrained_model_in_numpy",
+    '''
+def quantize_rows(w):
+    """Symmetric int8 quantization with one scale per row (output channel) of a weight matrix.
+
+    w: (rows, cols) float32
+    Returns (q, scale): q (rows, cols) int8 in [-127, 127], scale (rows,) float32,
+    with w ≈ scale[:, None] * q and each row's largest |w| mapped to 127.
+    """''',
+    hints=(
+        "Each row gets its own step size: the largest |w| of the row divided by 127, so that weight lands on "
+        "±127 and every other weight of the row inside [-127, 127].",
+        "scale = np.abs(w).max(axis=1) / 127 (as float32); then q = round(w / scale[:, None]). np.rint rounds "
+        "to the nearest integer; astype(np.int8) alone would truncate towards zero.",
+        "q = np.rint(w / scale[:, None]).astype(np.int8); an all-zero row has scale 0: give it any positive "
+        "scale (np.maximum(scale, tiny)) so that 0 / scale stays 0.",
+    ),
+)
+def check_quantize_rows(function):
+    rng = np.random.default_rng(23)
+    w = (rng.standard_normal((6, 40)) * np.array([1, 0.01, 100, 1, 1, 1])[:, None]).astype(np.float32)
+    w[3] = 0.0  # an all-zero row
+    w[4, 7] = 50.0  # one outlier: it sets its own row's step, no other row's
+    q, scale = (np.asarray(a) for a in unpack(call(function, w.copy()), ("q", "scale")))
+    if q.dtype != np.int8:
+        raise Failure(f"q has dtype {q.dtype}, expected int8", note="cast the rounded values: .astype(np.int8)")
+    scale = as_array(scale, "scale", (len(w),), "real")
+    as_array(q, "q", w.shape, "int")
+    if np.abs(q.astype(np.int32)).max() > INT8_MAX:
+        raise Failure("q holds -128: the range is symmetric, [-127, 127]", note="clip, or divide by 127")
+    expected_q, expected_scale = library_quantize_rows(w)
+    nonzero = np.abs(w).max(axis=1) > 0
+    error = compare({"scale": scale[nonzero], "dequantized": dequantize_rows(q, scale.astype(np.float32))},
+                    {"numpy_bert.quantization.quantize_rows": {"scale": expected_scale[nonzero],
+                                                               "dequantized": dequantize_rows(expected_q,
+                                                                                              expected_scale)}},
+                    1e-6)
+    return "the same int8 rows and scales as numpy_bert.quantization, outlier and zero rows included", error, 1e-6
 
 
 # ---- 09: FLOPs -------------------------------------------------------------------------------------
