@@ -19,19 +19,40 @@ A step is one of three phases:
 CUDA cells run the float32 model under ``torch.autocast(dtype=torch.bfloat16)`` with
 fused attention (torch_bert's ``use_sdpa()``, transformers' ``attn_implementation="sdpa"``);
 ``torch_bert_cuda_compile`` also compiles the encoder and the MLM head in place
-(``nn.Module.compile``). Heavy imports happen inside the functions: the NumPy
-worker never imports torch.
+(``nn.Module.compile``).
+
+The deployment peers are inference engines and int8 models, timed for ``infer`` and
+``fill_mask`` only (``phases`` in their entry; they have no training step):
+
+* ``onnxruntime``: torch_bert exported to ONNX (torch.export, see benchmarks/onnx_graphs.py)
+  and run by ONNX Runtime's CPU provider with every graph optimization (ORT_ENABLE_ALL);
+* ``onnxruntime_int8``: that graph through ``onnxruntime.quantization.quantize_dynamic``:
+  int8 weights with one scale per tensor, activations quantized to uint8 at run time;
+* ``torch_int8``: torch_bert through ``torch.ao.quantization.quantize_dynamic``, every
+  ``nn.Linear`` likewise (int8 weights per tensor, activations quantized at run time);
+* ``numpy_int8``: the readable numpy_bert model through ``numpy_bert.quantization.quantize_model``:
+  int8 weights with one scale per output channel, float32 activations and products.
+
+Both ONNX graphs return the MLM logits at every position, fill-mask included, as transformers
+does. Heavy imports happen inside the functions: the NumPy worker never imports torch, and
+the ONNX Runtime worker imports it only in the short-lived process that exports the graphs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 MLM_FRACTION = 0.15
 LR = 1e-4
 MASK_ID = 103  # [MASK] in BERT's uncased vocabulary
+PHASES = ("train", "infer", "fill_mask")
+INFERENCE_PHASES = ("infer", "fill_mask")
+# Implementations that compute the MLM logits at every position even where only some are asked for:
+# transformers has no labelled_positions_only option, and the ONNX graph's outputs are (B, T, V).
+EVERY_POSITION_IMPLS = ("transformers", "onnxruntime")
 
 BACKENDS: dict[str, dict[str, Any]] = {
     "numpy": dict(group="numpy", device="cpu", impl="numpy_bert", attention="eager", dtype="float32",
@@ -52,7 +73,39 @@ BACKENDS: dict[str, dict[str, Any]] = {
                                     dtype="bf16-autocast", compiled=True, title="torch_bert GPU (compiled)"),
     "transformers_cuda": dict(group="torch", device="cuda", impl="transformers", attention="sdpa",
                               dtype="bf16-autocast", compiled=False, title="transformers GPU"),
+    # The deployment peers (see the module docstring). The ONNX Runtime worker is a process of its own so
+    # that no torch thread pool shares the cores with ONNX Runtime's while it is timed; its attention is
+    # the one torch_bert's graph was exported with.
+    "numpy_int8": dict(group="numpy", device="cpu", impl="numpy_bert", attention="eager", dtype="int8-weights",
+                       compiled=False, phases=INFERENCE_PHASES, title="NumPy int8 (weights)"),
+    "torch_int8": dict(group="torch", device="cpu", impl="torch_bert", attention="eager", dtype="int8-dynamic",
+                       compiled=False, phases=INFERENCE_PHASES, title="torch dynamic int8"),
+    "onnxruntime": dict(group="onnx", device="cpu", impl="onnxruntime", attention="eager", dtype="float32",
+                        compiled=False, phases=INFERENCE_PHASES, title="ONNX Runtime fp32"),
+    "onnxruntime_int8": dict(group="onnx", device="cpu", impl="onnxruntime", attention="eager",
+                             dtype="int8-dynamic", compiled=False, phases=INFERENCE_PHASES,
+                             title="ONNX Runtime dynamic int8"),
 }
+
+
+def phases_of(backend: str) -> tuple[str, ...]:
+    """The phases a backend runs: all three, or infer and fill_mask for an inference engine (no backward)."""
+    return BACKENDS[backend].get("phases", PHASES)
+
+
+CONFIGS_BY_SIZE = ("tiny", "mini", "minilm", "small", "medium", "base")  # the order of tables and plots
+
+
+def benchmark_config(name: str):
+    """The BertConfig of a config name: a preset (tiny, mini, small, base) or "minilm", the shape of
+    all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads) read from its config.json. Every backend starts
+    from random weights (seed 0): the time of a step depends on the shapes, not on the values."""
+    import numpy_bert
+    from numpy_bert.checkpoint import named_model_dir
+
+    if name == "minilm":
+        return numpy_bert.BertConfig.from_pretrained(named_model_dir("minilm"))
+    return numpy_bert.BertConfig.from_preset(name)
 
 
 def labelled_per_row(seq_len: int) -> int:
@@ -92,6 +145,13 @@ def fill_mask_batch(vocab_size: int, type_vocab_size: int, seq_len: int) -> dict
     return b
 
 
+def cell_batch(cell: dict, config) -> dict:
+    """The NumPy arrays a cell's step reads: the one-[MASK] sentence for fill_mask, else a pre-training batch."""
+    if cell["phase"] == "fill_mask":
+        return fill_mask_batch(config.vocab_size, config.type_vocab_size, cell["seq_len"])
+    return make_batch(config.vocab_size, config.type_vocab_size, cell["batch_size"], cell["seq_len"])
+
+
 @dataclass
 class Prepared:
     step: Any  # () -> None, one step
@@ -101,24 +161,31 @@ class Prepared:
     torch: Any = None
 
 
-def prepare(cell: dict) -> Prepared:
+def prepare(cell: dict, threads: int | None = None) -> Prepared:
+    """The model, batch and step of ``cell``; ``threads`` sets ONNX Runtime's (None: its own default)."""
     spec = BACKENDS[cell["backend"]]
     if spec["impl"].startswith("numpy_bert"):
-        return _prepare_numpy(cell, fast=spec["impl"] == "numpy_bert.fast")
+        return _prepare_numpy(cell, spec)
+    if spec["impl"] == "onnxruntime":
+        return _prepare_onnxruntime(cell, spec, threads)
     return _prepare_torch(cell, spec)
 
 
-def _prepare_numpy(cell: dict, fast: bool) -> Prepared:
+def _prepare_numpy(cell: dict, spec: dict) -> Prepared:
     import numpy_bert
     from numpy_bert.optim import build_optimizer
+    from numpy_bert.quantization import quantize_model
 
-    config = numpy_bert.BertConfig.from_preset(cell["config"])
-    if fast:
+    config = benchmark_config(cell["config"])
+    if spec["impl"] == "numpy_bert.fast":
         from numpy_bert.fast import FastBertForPreTraining as Model
     else:
         Model = numpy_bert.BertForPreTraining
     model = Model(config, seed=0)
-    b = make_batch(config.vocab_size, config.type_vocab_size, cell["batch_size"], cell["seq_len"])
+    params = model.num_parameters()  # of the float32 model: quantizing adds scales, not parameters
+    if spec["dtype"] == "int8-weights":
+        quantize_model(model)
+    b = cell_batch(cell, config)
     if cell["phase"] == "infer":
         model.eval()
 
@@ -126,7 +193,6 @@ def _prepare_numpy(cell: dict, fast: bool) -> Prepared:
             model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
     elif cell["phase"] == "fill_mask":
         model.eval()
-        b = fill_mask_batch(config.vocab_size, config.type_vocab_size, cell["seq_len"])
 
         def step():
             model(b["input_ids"], b["attention_mask"], b["token_type_ids"], labels=b["labels"],
@@ -142,18 +208,50 @@ def _prepare_numpy(cell: dict, fast: bool) -> Prepared:
             optimizer.step()
             optimizer.zero_grad()
 
-    return Prepared(step, None, model.num_parameters(), "cpu")
+    return Prepared(step, None, params, "cpu")
+
+
+def _prepare_onnxruntime(cell: dict, spec: dict, threads: int | None) -> Prepared:
+    import onnxruntime
+
+    from .onnx_graphs import exported
+
+    graphs = exported(cell["config"])
+    options = onnxruntime.SessionOptions()
+    # The threads within an operator, as many as every backend gets; operators run one after another.
+    options.intra_op_num_threads, options.inter_op_num_threads = threads or 0, 1  # 0: ONNX Runtime's default
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(graphs.serialized[spec["dtype"]], options,
+                                           providers=["CPUExecutionProvider"])
+    config = benchmark_config(cell["config"])
+    arrays = cell_batch(cell, config)
+    feed = {graph_input.name: arrays[graph_input.name] for graph_input in session.get_inputs()}
+
+    def step():
+        session.run(None, feed)
+
+    return Prepared(step, None, graphs.params, "cpu")
+
+
+def _dynamic_int8(torch, model):
+    """Every nn.Linear as torch's dynamic int8 Linear: int8 weights, one scale per tensor, and the
+    activations quantized at run time (the tied MLM decoder too; the embedding stays float32)."""
+    with warnings.catch_warnings():
+        # torch deprecates its eager-mode quantization in favour of torchao (not a dependency here); the
+        # API still works, and it is the int8 path a torch user has without another package.
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, .* are deprecated")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _prepare_torch(cell: dict, spec: dict) -> Prepared:
     import torch
 
-    import numpy_bert
     import torch_bert
     from torch_bert.optim import build_optimizer
 
     device = spec["device"]
-    config = numpy_bert.BertConfig.from_preset(cell["config"])
+    config = benchmark_config(cell["config"])
     if spec["impl"] == "torch_bert":
         model = torch_bert.BertForPreTraining(config, seed=0)
         if spec["attention"] == "sdpa":
@@ -167,10 +265,9 @@ def _prepare_torch(cell: dict, spec: dict) -> Prepared:
         model = transformers.BertForPreTraining._from_config(hf_config, attn_implementation=spec["attention"])
     model.to(device)
     params = sum(p.numel() for p in model.parameters())
-    if cell["phase"] == "fill_mask":
-        arrays = fill_mask_batch(config.vocab_size, config.type_vocab_size, cell["seq_len"])
-    else:
-        arrays = make_batch(config.vocab_size, config.type_vocab_size, cell["batch_size"], cell["seq_len"])
+    if spec["dtype"] == "int8-dynamic":
+        model = _dynamic_int8(torch, model)
+    arrays = cell_batch(cell, config)
     b = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
     inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device == "cuda" else contextlib.nullcontext

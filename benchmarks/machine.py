@@ -31,6 +31,10 @@ GPU_PEAK_TFLOPS_BF16: list[tuple[str, float, str]] = [
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                     "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS")
+# Variables that override OpenBLAS's own choice of kernel (CORETYPE) and of its cache blocking
+# (L2_SIZE). A machine may set them for reasons of its own, to values that can halve numpy's
+# sgemm; the benchmark workers run without them unless --keep-blas-env is given.
+BLAS_KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def available_cpus() -> int:

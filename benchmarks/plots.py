@@ -6,13 +6,15 @@ import os
 
 import matplotlib.pyplot as plt
 
-from .backends import labelled_per_row
+from .backends import CONFIGS_BY_SIZE, benchmark_config, labelled_per_row
 from .flops import Shape, attention_crossover, step_flops
+from .report import config_title, deployment_views
 
-COLOURS = {
-    "numpy": "#1f77b4", "numpy_fast": "#17becf", "torch_bert": "#d62728", "torch_bert_sdpa": "#ff9896",
-    "transformers_eager": "#2ca02c", "transformers_sdpa": "#98df8a", "torch_bert_cuda": "#9467bd",
-    "torch_bert_cuda_compile": "#c5b0d5", "transformers_cuda": "#8c564b",
+COLOURS = {  # and the order of the bars
+    "numpy": "#1f77b4", "numpy_fast": "#17becf", "numpy_int8": "#aec7e8", "torch_bert": "#d62728",
+    "torch_bert_sdpa": "#ff9896", "transformers_eager": "#2ca02c", "transformers_sdpa": "#98df8a",
+    "torch_bert_cuda": "#9467bd", "torch_bert_cuda_compile": "#c5b0d5", "transformers_cuda": "#8c564b",
+    "onnxruntime": "#ff7f0e", "onnxruntime_int8": "#ffbb78", "torch_int8": "#e377c2",
 }
 
 
@@ -26,12 +28,6 @@ def _by_backend(cells: list[dict]) -> dict[str, list[dict]]:
     for c in cells:
         groups.setdefault(c["backend"], []).append(c)
     return groups
-
-
-def _config(name: str):
-    import numpy_bert
-
-    return numpy_bert.BertConfig.from_preset(name)
 
 
 def _save(fig, out_dir: str, name: str, written: list[str]) -> None:
@@ -57,7 +53,7 @@ def seq_len_figure(document: dict, device: str):
     for ax, phase in zip(axes[0], phases):
         rows = [c for c in cells if c["phase"] == phase]
         config_name, batch = rows[0]["config"], rows[0]["batch_size"]
-        shape = Shape.of(_config(config_name))
+        shape = Shape.of(benchmark_config(config_name))
         for backend, group in _by_backend(rows).items():
             group.sort(key=lambda c: c["seq_len"])
             xs = [c["seq_len"] for c in group]
@@ -103,7 +99,7 @@ def plot_speedup(document: dict, out_dir: str, written: list[str]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
     for ax, (sweep, phase, title) in zip(axes[0], panels):
         cells = _ok(document, sweep, phase=phase)
-        configs = [c for c in ("tiny", "mini", "small", "medium", "base") if any(x["config"] == c for x in cells)]
+        configs = [c for c in CONFIGS_BY_SIZE if any(x["config"] == c for x in cells)]
         backends = [b for b in COLOURS if b != "numpy" and any(x["backend"] == b for x in cells)]
         width = 0.8 / max(1, len(backends))
         B, T = cells[0]["batch_size"], cells[0]["seq_len"]
@@ -123,7 +119,7 @@ def plot_speedup(document: dict, out_dir: str, written: list[str]) -> None:
         ax.set_yscale("log")
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, 0.8), high * 2.5)  # head room for the legend above the bars
-        ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
+        ax.set_xticks(range(len(configs)), [config_title(c) for c in configs])
         ax.set(title=f"{title} (batch {B} x {T})", ylabel="speed-up over readable NumPy (x, log scale)")
         ax.grid(True, axis="y", which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -160,17 +156,21 @@ def plot_memory(document: dict, out_dir: str, written: list[str]) -> None:
     _save(fig, out_dir, "memory.png", written)
 
 
-def grouped_bars(ax, cells: list[dict], value) -> None:
-    """One group of bars per config along x, one bar per backend in it; ``value(cell)`` is a bar's height."""
-    configs = [c for c in ("tiny", "mini", "small", "medium", "base") if any(x["config"] == c for x in cells)]
+def grouped_bars(ax, cells: list[dict], value) -> list:
+    """One group of bars per config along x, one bar per backend in it; ``value(cell)`` is a bar's height.
+    Returns the bars, one container per backend (for their labels)."""
+    configs = [c for c in CONFIGS_BY_SIZE if any(x["config"] == c for x in cells)]
     backends = [b for b in COLOURS if any(x["backend"] == b for x in cells)]
     width = 0.8 / max(1, len(backends))
+    containers = []
     for j, backend in enumerate(backends):
         offset = (j - (len(backends) - 1) / 2) * width
         bars = [(i + offset, value(x), x["title"]) for i, config in enumerate(configs)
                 for x in cells if x["backend"] == backend and x["config"] == config]
-        ax.bar([x for x, _, _ in bars], [y for _, y, _ in bars], width, color=COLOURS[backend], label=bars[0][2])
-    ax.set_xticks(range(len(configs)), [f"BERT-{c}" for c in configs])
+        containers.append(ax.bar([x for x, _, _ in bars], [y for _, y, _ in bars], width, color=COLOURS[backend],
+                                 label=bars[0][2]))
+    ax.set_xticks(range(len(configs)), [config_title(c) for c in configs])
+    return containers
 
 
 def plot_batch(document: dict, out_dir: str, written: list[str]) -> None:
@@ -194,6 +194,36 @@ def plot_batch(document: dict, out_dir: str, written: list[str]) -> None:
     _save(fig, out_dir, "batch_size.png", written)
 
 
+def plot_deploy(document: dict, out_dir: str, written: list[str]) -> None:
+    """The deployment peers' speed-up over readable NumPy, per config, for latency, throughput and fill-mask."""
+    panels = [(view, cells) for view, phase, B, T in deployment_views(document["cells"])
+              if (cells := _ok(document, "deploy", phase=phase, batch_size=B, seq_len=T))]
+    panels = [(view, cells) for view, cells in panels if any(c["backend"] == "numpy" for c in cells)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8), squeeze=False)
+    for ax, (view, cells) in zip(axes[0], panels):
+        speedup_panel(ax, view, cells)
+    fig.text(0.5, 0.005, "the same CPU threads for every backend; int8: dynamic (ONNX Runtime, torch) or weights only "
+                         "(NumPy); ONNX Runtime computes every position's logits in fill-mask too", ha="center",
+             fontsize=7, color="dimgrey")
+    _save(fig, out_dir, "deploy.png", written)
+
+
+def speedup_panel(ax, view: str, cells: list[dict]) -> None:
+    """Bars of readable NumPy's time / each backend's, per config (the configs where NumPy ran)."""
+    reference = {c["config"]: c["ms_per_step"] for c in cells if c["backend"] == "numpy"}
+    compared = [c for c in cells if c["config"] in reference]
+    for bars in grouped_bars(ax, compared, lambda c: reference[c["config"]] / c["ms_per_step"]):
+        ax.bar_label(bars, fmt="{:.2f}", fontsize=6)
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # head room for the legend above the bars
+    B, T = compared[0]["batch_size"], compared[0]["seq_len"]
+    ax.set(title=f"{view.capitalize()} (batch {B} x {T})", ylabel="speed-up over readable NumPy (x)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=6.5, ncols=2, loc="upper left")
+
+
 def make_plots(document: dict, out_dir: str) -> list[str]:
     written: list[str] = []
     plot_seq_len(document, out_dir, "cpu", "seq_len.png", written)
@@ -201,4 +231,5 @@ def make_plots(document: dict, out_dir: str) -> list[str]:
     plot_speedup(document, out_dir, written)
     plot_memory(document, out_dir, written)
     plot_batch(document, out_dir, written)
+    plot_deploy(document, out_dir, written)
     return written

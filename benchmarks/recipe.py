@@ -31,6 +31,8 @@ from pathlib import Path
 
 from numpy_bert.checkpoint import atomic_write_bytes, json_bytes
 
+from .machine import BLAS_KERNEL_VARIABLES
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path("runs") / "recipe"
 COMMON = ["--fast", "--no-progress", "--no-plots", "--eval-batches", "10", "--log-every", "20"]
@@ -55,7 +57,7 @@ LADDER = [
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_KERNEL_VARIABLES}
     return env | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -10,6 +10,9 @@ import glob
 import json
 import os
 
+from .backends import CONFIGS_BY_SIZE
+from .matrix import DEPLOY
+
 REFERENCE = "numpy"  # speed-ups are "how many times faster than the readable NumPy model"
 FILL_MASK_TARGET_MS = 5.0
 PEAK_FRACTION_TARGET = 0.5
@@ -129,7 +132,7 @@ def text_summary(document: dict) -> str:
             skipped[f"{c['status']}: {c['reason']}"] = skipped.get(f"{c['status']}: {c['reason']}", 0) + 1
             continue
         lines.append(f"{c['id']:<46} {c['ms_per_step']:12.2f} {c['tokens_per_s']:10.0f} {c['gflops_per_s']:8.1f} "
-                     f"{_num(c['mfu'], '6.1%')} {_mem(c):>9}")
+                     f"{_num(c['mfu'], '.1%'):>6} {_mem(c):>9}")
     for reason, count in skipped.items():
         lines.append(f"{count} cells {reason}")
     for t in document.get("tokenizer", []):
@@ -168,6 +171,86 @@ def _load_note(machine: dict) -> str:
             f"end (the run itself adds up to {machine['threads']}).")
 
 
+def deployment_views(cells: list[dict]) -> list[tuple[str, str, int, int]]:
+    """The deploy sweep's views as (name, phase, batch, seq_len): latency and throughput (its infer cells at
+    their smallest and largest batch, the matrix's latency and headline shapes) and fill-mask; [] without it."""
+    deploy = [c for c in cells if "deploy" in c["sweeps"]]
+    infer = sorted({(c["batch_size"], c["seq_len"]) for c in deploy if c["phase"] == "infer"})
+    fill_mask = sorted({(c["batch_size"], c["seq_len"]) for c in deploy if c["phase"] == "fill_mask"})
+    views = []
+    if infer:
+        views += [("latency", "infer", *infer[0]), ("throughput", "infer", *infer[-1])]
+    if fill_mask:
+        views.append(("fill-mask", "fill_mask", *fill_mask[0]))
+    return views
+
+
+def config_title(name: str) -> str:
+    """A config's name in tables and plots: BERT-mini, ..., and MiniLM (the shape of all-MiniLM-L6-v2)."""
+    return "MiniLM" if name == "minilm" else f"BERT-{name}"
+
+
+def _short_ms(ms: float) -> str:
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _deployment_table(cells: list[dict]) -> list[str]:
+    """Backends down, per config the latency, the throughput (tokens/s and ms) and fill-mask across; a cell that
+    was not scheduled (an inference engine has no training step) or did not run is a dash."""
+    views = deployment_views(cells)
+    if not views:
+        return []
+    deploy = [c for c in cells if "deploy" in c["sweeps"]]
+    configs = [name for name in CONFIGS_BY_SIZE if any(c["config"] == name for c in deploy)]
+    columns = []  # (config, phase, batch, seq_len, heading, figure of a cell)
+    for config in configs:
+        for view, phase, B, T in views:
+            if view == "throughput":
+                columns.append((config, phase, B, T, f"{config_title(config)}: {view} {B}x{T}, tokens/s",
+                                lambda c: f"{c['tokens_per_s']:,.0f}"))
+            columns.append((config, phase, B, T, f"{config_title(config)}: {view} {B}x{T}, ms",
+                            lambda c: _short_ms(c["ms_per_step"])))
+    lines = ["| backend | " + " | ".join(col[4] for col in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for backend in [name for name in DEPLOY if any(c["backend"] == name for c in deploy)]:
+        figures = []
+        for config, phase, B, T, _, figure in columns:
+            c = _ok(cells, backend=backend, config=config, phase=phase, batch_size=B, seq_len=T)
+            figures.append(figure(c) if c else "-")
+        title = next(c["title"] for c in deploy if c["backend"] == backend)
+        lines.append(f"| {title} | " + " | ".join(figures) + " |")
+    return lines
+
+
+def _blas_note(machine: dict) -> str:
+    """The BLAS each worker loaded (threadpoolctl), with OpenBLAS's kernel, and the OpenBLAS variables the
+    workers ran without; "" for results recorded before the workers reported it."""
+    in_use = machine.get("blas_in_use")
+    if not in_use:
+        return ""
+    workers: dict[str, list[str]] = {}  # description: the workers that loaded it
+    for group, found in in_use.items():
+        if found is None:  # the worker stopped before it could say
+            continue
+        if found["libraries"] is None:
+            workers.setdefault(found["reason"], []).append(group)
+        for library in found["libraries"] or []:
+            if library["user_api"] == "blas":
+                kernel = f", kernel {library['architecture']}" if library.get("architecture") else ""
+                threads = library["num_threads"]
+                description = (f"{library['internal_api']} {library['version']}{kernel}, {threads} "
+                               f"thread{'s' if threads != 1 else ''}")
+                workers.setdefault(description, []).append(group)
+    note = "BLAS loaded (threadpoolctl): " + "; ".join(f"{what} ({', '.join(groups)})"
+                                                        for what, groups in workers.items()) + "."
+    env = machine.get("blas_env", {})
+    if env.get("unset_in_workers"):
+        note += " Unset in the workers: " + ", ".join(f"`{k}={v}`" for k, v in env["unset_in_workers"].items()) + "."
+    if env.get("kept"):
+        note += " Kept (`--keep-blas-env`): " + ", ".join(f"`{k}={v}`" for k, v in env["kept"].items()) + "."
+    return note
+
+
 def render_document(doc: dict) -> str:
     cells, m, peaks = doc["cells"], doc["machine"], doc["peaks"]
     gpu = (m.get("gpu") or {}).get("name")
@@ -180,6 +263,8 @@ def render_document(doc: dict) -> str:
              f"Measured float32 GEMM peak: {_num(peaks.get('cpu_gflops'), '.1f')} GFLOP/s"
              + (f"; GPU peak (datasheet, bf16 dense): {peaks['gpu_tflops']} TFLOP/s" if peaks.get("gpu_tflops")
                 else "") + "." + _load_note(m), ""]
+    if blas := _blas_note(m):
+        lines += [blas, ""]
     for sweep, phase, what in (("headline", "train", "Training step: forward + backward + AdamW"),
                                ("headline", "infer", "Inference: forward, logits at every position"),
                                ("latency", "infer", "Latency: forward of one short sentence, logits at every "
@@ -192,6 +277,15 @@ def render_document(doc: dict) -> str:
         B, T = rows[0]["batch_size"], rows[0]["seq_len"]
         lines += [f"**{what}** (batch {B} x {T} tokens; CPU float32, GPU bf16 autocast)", ""]
         lines += [*_table(cells, rows), ""]
+    deployment = _deployment_table(cells)
+    if deployment:
+        lines += ["**Deployment peers** (CPU, the same threads): ONNX Runtime on torch_bert's exported graph, "
+                  "float32 and dynamic int8 (`quantize_dynamic`: int8 weights with one scale per tensor, activations "
+                  "quantized at run time); torch's dynamic int8 (the same scheme); NumPy with int8 weights (one "
+                  "scale per row, float32 activations); against NumPy and torch_bert in float32. Latency and "
+                  "fill-mask: one sentence; throughput: a batch. ONNX Runtime computes the logits at every "
+                  "position, in fill-mask too. MiniLM: the shape of all-MiniLM-L6-v2 (6 layers, hidden 384), "
+                  "random weights.", "", *deployment, ""]
     t = doc["headline"]["targets"]
     step = t.get("training_step")
     bullets = []
@@ -232,7 +326,7 @@ def render_document(doc: dict) -> str:
     rel = os.path.relpath(doc["_dir"], BLOCK_HOME).replace(os.sep, "/")
     captions = {"seq_len.png": "Time against sequence length", "speedup.png": "Speed-up over NumPy",
                 "memory.png": "Peak memory", "batch_size.png": "Throughput against batch size",
-                "seq_len_gpu.png": "GPU: time against sequence length"}
+                "seq_len_gpu.png": "GPU: time against sequence length", "deploy.png": "Deployment peers"}
     for name in doc.get("plots", []):
         lines.append(f"![{captions.get(name, name)}]({rel}/{name})")
     return "\n".join(lines).rstrip() + "\n"

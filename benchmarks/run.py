@@ -10,11 +10,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 
 from . import matrix
-from .backends import BACKENDS, labelled_per_row
+from .backends import BACKENDS, EVERY_POSITION_IMPLS, benchmark_config, labelled_per_row
 from .flops import Shape, step_flops
-from .machine import describe, gpu_peak, machine_label
+from .machine import BLAS_KERNEL_VARIABLES, describe, gpu_peak, machine_label
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -34,7 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--label", help="results folder name (default: from CPU model, CPU count and GPU name)")
     p.add_argument("--out", help=f"results root (default {DEFAULT_OUT}; --smoke: {SMOKE_OUT})")
     p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BACKENDS)}")
-    p.add_argument("--configs", help="comma-separated subset of: tiny, mini, small, base")
+    p.add_argument("--configs", help="comma-separated subset of: tiny, mini, small, base, minilm")
+    p.add_argument("--keep-blas-env", action="store_true",
+                   help=f"leave {' and '.join(BLAS_KERNEL_VARIABLES)} in the workers' environment (default: unset)")
     p.add_argument("--no-tokenizer", action="store_true", help="skip the tokenizer throughput figure")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--readme", action="store_true", help="print the results block of benchmarks/README.md, then exit")
@@ -43,14 +46,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_worker(group: str, spec: dict, threads: int) -> dict:
+def worker_environment(environ: Mapping[str, str], keep_blas_env: bool) -> tuple[dict, dict]:
+    """(a worker's environment, the BLAS kernel variables taken out of it, with their values).
+
+    The worker finds this repository first on its path; ``environ`` (the parent's) is not changed.
+    """
+    env = dict(environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    unset = {} if keep_blas_env else {name: env.pop(name) for name in BLAS_KERNEL_VARIABLES if name in env}
+    return env, unset
+
+
+def run_worker(group: str, spec: dict, threads: int, env: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
         with open(spec_path, "w", encoding="utf-8") as f:
             json.dump(spec, f)
-        env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         print(f"[{group} worker] {len(spec['cells'])} cells, {threads} threads", flush=True)
         code = subprocess.run([sys.executable, "-m", "benchmarks.worker", spec_path, out_path], env=env,
                               check=False).returncode
@@ -64,13 +76,11 @@ def run_worker(group: str, spec: dict, threads: int) -> dict:
 
 def finish_cell(cell: dict, result: dict | None, threads: int, cpu_peak: float | None, gpu: dict) -> dict:
     """A cell's full record: its identity, the backend's settings, FLOPs and the derived figures."""
-    import numpy_bert
-
     spec = BACKENDS[cell["backend"]]
-    config = numpy_bert.BertConfig.from_preset(cell["config"])
+    config = benchmark_config(cell["config"])
     B, T = cell["batch_size"], cell["seq_len"]
     labelled = B if cell["phase"] == "fill_mask" else B * labelled_per_row(T)  # fill-mask: one [MASK]
-    all_positions = spec["impl"] == "transformers"
+    all_positions = spec["impl"] in EVERY_POSITION_IMPLS
     flops = step_flops(Shape.of(config), cell["phase"], B, T, labelled, all_positions_in_training=all_positions)
     result = result or {"status": "error", "reason": "the worker stopped before this cell (see its output)"}
     record = {
@@ -94,7 +104,9 @@ def finish_cell(cell: dict, result: dict | None, threads: int, cpu_peak: float |
         record["tokens_per_s"] = B * T / median
         record["gflops_per_s"] = flops["model"] / median / 1e9
         record["executed_gflops_per_s"] = flops["executed"] / median / 1e9
-        if spec["device"] == "cpu" and cpu_peak:
+        if spec["dtype"] == "int8-dynamic":  # integer products: a float32 peak is not their ceiling
+            record["mfu_basis"] = "none: int8 matrix products, no int8 peak measured"
+        elif spec["device"] == "cpu" and cpu_peak:
             record["mfu"] = record["gflops_per_s"] / cpu_peak
             record["mfu_basis"] = f"measured float32 GEMM peak {cpu_peak:.1f} GFLOP/s"
         elif spec["device"] == "cuda" and gpu.get("peak_tflops"):
@@ -136,16 +148,19 @@ def main(argv: list[str], threads: int) -> int:
     load_start = _load_average()
     print(f"benchmarks: mode {mode.name}, {len(cells)} cells, {threads} threads, results in {out_dir}", flush=True)
 
+    env, blas_unset = worker_environment(os.environ, args.keep_blas_env)
     outputs: dict[str, dict] = {}
-    for group in ("numpy", "torch"):
+    for group in ("numpy", "onnx", "torch"):
         group_cells = [c for c in cells if matrix.group_of(c) == group]
         want_tokenizer = group == "torch" and mode.tokenizer and not args.no_tokenizer and not args.gpu_only
         if not group_cells and not want_tokenizer:
             continue
+        # The GEMM peak is numpy's and torch's; ONNX Runtime's cells are measured against it too.
+        measure_peak = (group == "numpy" and not args.gpu_only) or group == "torch"
         spec = {"group": group, "threads": threads, "cells": group_cells, "settings": mode.settings,
-                "peak_n": mode.peak_n, "measure_peak": not args.gpu_only or group == "torch",
+                "peak_n": mode.peak_n, "measure_peak": measure_peak,
                 "tokenizer": mode.tokenizer if want_tokenizer else None}
-        outputs[group] = run_worker(group, spec, threads)
+        outputs[group] = run_worker(group, spec, threads, env)
 
     numpy_out, torch_out = outputs.get("numpy", {}), outputs.get("torch", {})
     numpy_peaks = numpy_out.get("peaks", {}).get("numpy_sgemm_gflops", [])
@@ -163,8 +178,13 @@ def main(argv: list[str], threads: int) -> int:
                for c in cells]
     machine = describe(threads)
     machine["load_average_1min"] = {"start": load_start, "end": _load_average()}  # other processes' share
-    machine.update({k: v for k, v in torch_out.get("info", {}).items() if k != "gpu"})
+    for group in ("onnx", "torch"):  # library versions and settings that only the workers see
+        machine.update({k: v for k, v in outputs.get(group, {}).get("info", {}).items()
+                        if k not in ("gpu", "numpy", "blas_in_use")})
     machine["gpu"] = gpu_info if gpu_info.get("name") else None
+    machine["blas_env"] = {"unset_in_workers": blas_unset,
+                           "kept": {name: env[name] for name in BLAS_KERNEL_VARIABLES if name in env}}
+    machine["blas_in_use"] = {group: out.get("info", {}).get("blas_in_use") for group, out in outputs.items()}
     document = {
         "schema_version": SCHEMA_VERSION,
         "label": label,

@@ -1,11 +1,12 @@
 """One benchmark worker process: ``python -m benchmarks.worker SPEC.json OUT.json``.
 
 The parent (``python -m benchmarks``) starts one worker per library family - NumPy
-backends in one, torch backends (torch_bert, transformers) in another, never both
-at once - with OMP/OPENBLAS/MKL_NUM_THREADS already in the environment, so the BLAS
-reads them when numpy is first imported, and torch.set_num_threads set to the same
-number. The NumPy worker never imports torch (whose idle OpenMP threads would share
-the cores). Results are written after every cell, so a crash keeps what was done.
+backends in one, ONNX Runtime in another, torch backends (torch_bert, transformers) in a
+third, one after the other - with OMP/OPENBLAS/MKL_NUM_THREADS already in the environment,
+so the BLAS reads them when numpy is first imported, and torch.set_num_threads set to the
+same number. Neither the NumPy nor the ONNX Runtime worker imports torch (whose idle OpenMP
+threads would share the cores). Each worker records the BLAS libraries it actually loaded
+(threadpoolctl). Results are written after every cell, so a crash keeps what was done.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import os
 import sys
 import time
 import traceback
+
+from .machine import BLAS_KERNEL_VARIABLES
+
+THREADPOOL_FIELDS = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
 
 
 def write_json(path: str, data: dict) -> None:
@@ -58,13 +63,28 @@ def torch_matmul_gflops(torch, n: int, device: str, dtype, repeats: int = 3) -> 
     return 2 * n**3 / best / 1e9
 
 
-def run_cell(cell: dict, settings: dict, cuda_reason: str | None) -> dict:
+def blas_in_use() -> dict:
+    """The BLAS and OpenMP libraries loaded in this process, as threadpoolctl finds them (``architecture``:
+    the kernel OpenBLAS chose), and the OpenBLAS variables this process saw."""
+    found: dict = {"kernel_env": {name: os.environ.get(name) for name in BLAS_KERNEL_VARIABLES}}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError as err:
+        return {**found, "libraries": None, "reason": f"threadpoolctl not importable: {err!r}"}
+    libraries = [{**{key: info.get(key) for key in THREADPOOL_FIELDS}, "file": os.path.basename(info["filepath"])}
+                 for info in threadpool_info()]
+    return {**found, "libraries": libraries, "reason": None}
+
+
+def run_cell(cell: dict, settings: dict, threads: int, unavailable: dict[str, str]) -> dict:
+    """One cell's timing; skipped, with the reason, when its device or library is in ``unavailable``."""
     from . import backends, timing
 
     spec = backends.BACKENDS[cell["backend"]]
-    if spec["device"] == "cuda" and cuda_reason:
-        return {"status": "skipped", "reason": cuda_reason}
-    prepared = backends.prepare(cell)
+    reason = unavailable.get(spec["device"]) or unavailable.get(spec["impl"])
+    if reason:
+        return {"status": "skipped", "reason": reason}
+    prepared = backends.prepare(cell, threads)
     if prepared.device == "cuda":
         meter = timing.CudaMemoryMeter(prepared.torch)
     else:
@@ -148,13 +168,14 @@ def main(argv: list[str]) -> int:
     threads = spec["threads"]
     out: dict = {"group": spec["group"], "info": {}, "peaks": {}, "cells": {}, "tokenizer": None}
     torch = None
-    cuda_reason = None
+    unavailable: dict[str, str] = {}  # device or implementation: why its cells are skipped
     if spec["group"] == "torch":
         import torch
 
         torch.set_num_threads(threads)
         out["info"] = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                       "torch_blas": _torch_blas(torch), "cuda_available": torch.cuda.is_available()}
+                       "torch_blas": _torch_blas(torch), "torch_quantized_engine": torch.backends.quantized.engine,
+                       "cuda_available": torch.cuda.is_available()}
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             out["info"]["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
@@ -162,7 +183,7 @@ def main(argv: list[str]) -> int:
                                   "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
         else:
             build = "" if torch.version.cuda else f"; torch {torch.__version__} is a CPU-only build"
-            cuda_reason = f"no CUDA device (torch.cuda.is_available() is False{build})"
+            unavailable["cuda"] = f"no CUDA device (torch.cuda.is_available() is False{build})"
         try:
             import transformers
 
@@ -173,6 +194,14 @@ def main(argv: list[str]) -> int:
         import numpy
 
         out["info"] = {"numpy": numpy.__version__}
+    if spec["group"] == "onnx":
+        try:
+            import onnxruntime
+
+            out["info"]["onnxruntime"] = onnxruntime.__version__
+        except ImportError as err:
+            unavailable["onnxruntime"] = f"onnxruntime not installed (pip install -e '.[onnx]'): {err}"
+            out["info"]["onnxruntime"] = f"not importable: {err!r}"
 
     def measure_peaks(when: str) -> None:
         if spec["group"] == "numpy":
@@ -190,7 +219,7 @@ def main(argv: list[str]) -> int:
     for cell in spec["cells"]:
         t0 = time.perf_counter()
         try:
-            result = run_cell(cell, spec["settings"], cuda_reason)
+            result = run_cell(cell, spec["settings"], threads, unavailable)
         except Exception as err:  # one broken cell must not lose the others
             result = {"status": "error", "reason": f"{type(err).__name__}: {err}",
                       "traceback": traceback.format_exc(limit=4)}
@@ -209,6 +238,7 @@ def main(argv: list[str]) -> int:
             print(f"  tokenizer/{r['backend']:<38} {shown}", flush=True)
     if spec.get("measure_peak"):
         measure_peaks("end")
+    out["info"]["blas_in_use"] = blas_in_use()  # at the end, when every cell has loaded what it needs
     write_json(out_path, out)
     return 0
 

@@ -1,13 +1,15 @@
 """The benchmark harness: a smoke run (`python -m benchmarks --smoke`) into a temporary folder.
 
-Checks the JSON schema cell by cell, the FLOP convention, that skipped cells say why,
-that the plots exist, that the README block is rendered from the JSON, and that the block in
-benchmarks/README.md is what the committed JSON renders. No timing is asserted: these are
-benchmarks, not timed tests.
+Checks the JSON schema cell by cell, the FLOP convention, that skipped cells say why, that the
+deployment peers (ONNX Runtime, the int8 models) ran for inference only, that the workers ran
+without the OpenBLAS kernel variables and recorded the BLAS they loaded, that the plots exist,
+that the README block is rendered from the JSON, and that the block in benchmarks/README.md is
+what the committed JSON renders. No timing is asserted: these are benchmarks, not timed tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,12 +18,26 @@ import sys
 import pytest
 
 from benchmarks import matrix
+from benchmarks.backends import BACKENDS, INFERENCE_PHASES, benchmark_config, phases_of
 from benchmarks.flops import Shape, attention_crossover, step_flops
-from benchmarks.machine import gpu_peak
+from benchmarks.machine import BLAS_KERNEL_VARIABLES, gpu_peak
 from benchmarks.report import render_readme
+from benchmarks.run import worker_environment
+from benchmarks.worker import blas_in_use, run_cell
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUMBER = (int, float)
+PEERS = ["numpy_int8", "torch_int8", "onnxruntime", "onnxruntime_int8"]
+
+
+def harmless_blas_kernel_env() -> dict[str, str]:
+    """Both OpenBLAS kernel variables, set to the kernel OpenBLAS picks here anyway (an unknown name would
+    make it complain) and an L2 size: only the parent process, which times nothing, may see them."""
+    import numpy  # noqa: F401  (loads the BLAS threadpoolctl reports)
+    from threadpoolctl import threadpool_info
+
+    kernel = next((i["architecture"] for i in threadpool_info() if i.get("architecture")), "Haswell")
+    return {"OPENBLAS_CORETYPE": kernel, "OPENBLAS_L2_SIZE": "1048576"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +46,7 @@ def smoke(tmp_path_factory):
     other work (a test run often is) can be many times slower, and the schema does not depend on it."""
     out = tmp_path_factory.mktemp("benchmarks")
     command = [sys.executable, "-m", "benchmarks", "--smoke", "--threads", "1", "--out", str(out), "--label", "smoke"]
-    proc = subprocess.run(command,
+    proc = subprocess.run(command, env={**os.environ, **harmless_blas_kernel_env()},
                           cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     with open(out / "smoke" / "results.json", encoding="utf-8") as f:
@@ -45,7 +61,8 @@ def test_top_level_schema(smoke):
         assert isinstance(doc[key], kind), key
     assert doc["label"] == "smoke" and doc["mode"] == "smoke"
     machine = doc["machine"]
-    for key in ("cpu_model", "threads", "numpy", "blas", "torch", "transformers", "platform"):
+    for key in ("cpu_model", "threads", "numpy", "blas", "torch", "transformers", "onnxruntime",
+                "torch_quantized_engine", "platform", "blas_env", "blas_in_use"):
         assert key in machine, key
     assert machine["threads"] >= 1 and machine["torch_threads"] == machine["threads"]
     assert all(v == str(machine["threads"]) for k, v in machine["thread_env"].items())
@@ -62,7 +79,7 @@ def test_every_cell(smoke):
     ids = [c["id"] for c in doc["cells"]]
     assert len(ids) == len(set(ids))
     assert {c["backend"] for c in doc["cells"]} >= {"numpy", "numpy_fast", "torch_bert", "transformers_sdpa",
-                                                    "torch_bert_cuda", "transformers_cuda"}
+                                                    "torch_bert_cuda", "transformers_cuda", *PEERS}
     for c in doc["cells"]:
         for key, kind in CELL_KEYS.items():
             assert isinstance(c[key], kind), (c["id"], key)
@@ -90,7 +107,9 @@ def test_every_cell(smoke):
             assert 0 < c["mfu"] <= 1, (c["id"], c["mfu"])
             assert isinstance(c["mfu_basis"], str)
         if c["device"] == "cpu":
-            assert c["mfu"] is not None and c["threads"] == doc["machine"]["threads"]
+            assert c["threads"] == doc["machine"]["threads"]
+            # int8 products have no float32 peak to be a fraction of
+            assert (c["mfu"] is None) == (c["dtype"] == "int8-dynamic"), c["id"]
 
 
 def test_cuda_cells_skipped_with_reason_without_a_gpu(smoke):
@@ -102,17 +121,71 @@ def test_cuda_cells_skipped_with_reason_without_a_gpu(smoke):
         assert "no CUDA device" in stdout
 
 
-def test_transformers_executes_every_position_in_training_and_fill_mask(smoke):
+def test_transformers_and_onnxruntime_execute_every_position_in_training_and_fill_mask(smoke):
     doc, _, _ = smoke
     for c in doc["cells"]:
         if c["phase"] in ("train", "fill_mask"):
             gathered = "labelled" if c["phase"] == "train" else "masked"
-            expected = "all" if c["implementation"] == "transformers" else gathered
+            expected = "all" if c["implementation"] in ("transformers", "onnxruntime") else gathered
             assert c["mlm_positions"] == expected
             assert (c["flops"]["executed"] > c["flops"]["model"]) == (expected == "all")
             if c["phase"] == "fill_mask":
                 assert c["batch_size"] == 1 and c["labelled_positions"] == 1
     assert any(c["phase"] == "fill_mask" and c["status"] == "ok" for c in doc["cells"])
+
+
+def test_deployment_peers_run_inference_only(smoke):
+    doc, _, _ = smoke
+    for backend in PEERS:
+        cells = [c for c in doc["cells"] if c["backend"] == backend]
+        assert {c["phase"] for c in cells} == set(INFERENCE_PHASES), backend
+        assert all("deploy" in c["sweeps"] for c in cells)
+        for c in cells:
+            assert c["status"] == "ok", (c["id"], c["reason"], c.get("traceback"))
+            assert c["timing"]["median_s"] > 0 and c["ms_per_step"] > 0 and c["tokens_per_s"] > 0
+    # the deploy sweep puts the float32 backends next to them, at the same shapes
+    shapes = {(c["phase"], c["batch_size"], c["seq_len"]) for c in doc["cells"] if c["backend"] == "onnxruntime"}
+    numpy = {(c["phase"], c["batch_size"], c["seq_len"]) for c in doc["cells"] if c["backend"] == "numpy"
+             and "deploy" in c["sweeps"]}
+    assert shapes == numpy and len(shapes) == 3
+
+
+def test_workers_ran_without_the_blas_kernel_variables_and_recorded_the_blas(smoke):
+    doc, _, _ = smoke
+    machine = doc["machine"]
+    assert machine["blas_env"] == {"unset_in_workers": harmless_blas_kernel_env(), "kept": {}}
+    assert set(machine["blas_in_use"]) == {"numpy", "onnx", "torch"}
+    for group, found in machine["blas_in_use"].items():
+        assert found["kernel_env"] == dict.fromkeys(BLAS_KERNEL_VARIABLES), group  # the worker saw neither
+        assert found["reason"] is None and found["libraries"], group
+        blas = [lib for lib in found["libraries"] if lib["user_api"] == "blas"]
+        assert blas, group
+        for lib in blas:
+            assert {"internal_api", "version", "num_threads", "architecture", "file"} <= set(lib)
+            assert lib["num_threads"] == machine["threads"] and "/" not in lib["file"]
+
+
+def test_worker_environment_unsets_the_blas_kernel_variables_unless_kept():
+    parent = {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_L2_SIZE": "262144", "OMP_NUM_THREADS": "2"}
+    env, unset = worker_environment(parent, keep_blas_env=False)
+    assert unset == {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_L2_SIZE": "262144"}
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env and env["OMP_NUM_THREADS"] == "2"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == REPO
+    assert parent["OPENBLAS_CORETYPE"] == "Prescott"  # the parent's own environment is left alone
+    env, unset = worker_environment(parent, keep_blas_env=True)
+    assert unset == {} and env["OPENBLAS_CORETYPE"] == "Prescott"
+
+
+def test_blas_in_use_without_threadpoolctl(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # makes `import threadpoolctl` raise ImportError
+    found = blas_in_use()
+    assert found["libraries"] is None and "threadpoolctl not importable" in found["reason"]
+
+
+def test_a_cell_whose_library_is_missing_is_skipped_with_the_reason():
+    cell = {"backend": "onnxruntime", "config": "tiny", "phase": "infer", "batch_size": 1, "seq_len": 8}
+    assert run_cell(cell, {}, 1, {"onnxruntime": "onnxruntime not installed"}) == {
+        "status": "skipped", "reason": "onnxruntime not installed"}
 
 
 def test_tokenizer_figures(smoke):
@@ -127,7 +200,7 @@ def test_tokenizer_figures(smoke):
 
 def test_plots_exist(smoke):
     doc, out, _ = smoke
-    assert {"seq_len.png", "speedup.png", "memory.png"} <= set(doc["plots"])
+    assert {"seq_len.png", "speedup.png", "memory.png", "deploy.png"} <= set(doc["plots"])
     for name in doc["plots"]:
         path = out / "smoke" / name
         assert path.is_file() and path.stat().st_size > 1000, name
@@ -144,7 +217,12 @@ def test_readme_block_comes_from_the_json(smoke):
     reference = next(c for c in doc["cells"] if c["status"] == "ok" and c["backend"] == "numpy"
                      and c["config"] == cell["config"] and c["phase"] == "train" and "headline" in c["sweeps"])
     assert f"{reference['ms_per_step'] / cell['ms_per_step']:.2f}x" in block
-
+    peers = block[block.index("**Deployment peers**"):]
+    onnx = next(c for c in doc["cells"] if c["backend"] == "onnxruntime_int8" and c["phase"] == "fill_mask")
+    assert f"| {onnx['title']} |" in peers and f"{onnx['ms_per_step']:.2f}" in peers
+    kernel = next(lib["architecture"] for lib in doc["machine"]["blas_in_use"]["numpy"]["libraries"]
+                  if lib["user_api"] == "blas")
+    assert f"kernel {kernel}" in block and "Unset in the workers: `OPENBLAS_CORETYPE=" in block
 
 
 def test_committed_block_is_rendered_from_the_committed_json():
@@ -181,7 +259,26 @@ def test_matrix_modes():
         assert any(c["backend"] == "torch_bert_cuda_compile" for c in cells)
     quick = matrix.build_cells(matrix.MODES["quick"], gpu=False)
     assert any(c["id"] == "train/mini/numpy_fast/b32/t128" for c in quick)
-    assert all(c["backend"] in matrix.CPU_LEAN for c in quick)
+    assert all(c["backend"] in matrix.CPU_LEAN for c in quick if c["sweeps"] != ["deploy"])
+    deploy = {c["id"] for c in quick if "deploy" in c["sweeps"]}
+    assert len(deploy) == 2 * len(matrix.DEPLOY) * 3  # mini and MiniLM; latency, throughput, fill-mask
+    assert {"infer/minilm/onnxruntime_int8/b1/t16", "infer/minilm/torch_int8/b32/t128",
+            "fill_mask/mini/numpy_int8/b1/t16"} <= deploy
+
+
+def test_inference_engines_get_no_training_cells_in_any_sweep():
+    everything = dataclasses.replace(matrix.MODES["smoke"], cpu_backends=[b for b in BACKENDS
+                                                                          if BACKENDS[b]["device"] == "cpu"])
+    cells = matrix.build_cells(everything, gpu=False)
+    assert {c["backend"] for c in cells} >= set(PEERS)
+    assert all(c["phase"] in phases_of(c["backend"]) for c in cells)
+    assert not any(c["phase"] == "train" and c["backend"] in PEERS for c in cells)
+
+
+def test_minilm_config_has_the_shape_of_all_minilm_l6_v2():
+    config = benchmark_config("minilm")
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size) == \
+        (6, 384, 12, 30522)
 
 
 @pytest.mark.parametrize("name, tflops", [("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
