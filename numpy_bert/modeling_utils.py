@@ -170,7 +170,9 @@ class BertPreTrainedModel(Module):
     def dtype(self) -> np.dtype:
         """The floating parameters' dtype, set once for the whole tree by ``post_init`` (or ``to``); the
         int8 tables of a quantized model (numpy_bert/quantization.py) compute in it too."""
-        return next(p.data.dtype for p in self.parameters() if p.data.dtype.kind == "f")
+        # A generator: it stops at the first floating parameter (the word embeddings, or the next table in
+        # int8), not after listing all of them; the fused path asks for every buffer it allocates.
+        return next(p.data.dtype for _, p in self.named_parameters() if p.data.dtype.kind == "f")
 
     def post_init(self, seed: int | None, dtype) -> None:
         """Cast the whole tree to ``dtype``, initialise weights as transformers does (drawn in that

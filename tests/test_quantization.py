@@ -40,15 +40,17 @@ matrices = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_s
 @settings(max_examples=200, deadline=None)
 @given(w=matrices)
 def test_rounding_error_is_at_most_half_a_step_per_row(w):
-    """Q is int8 in [-127, 127]; |w - sQ| <= s/2 in every row; a row's largest weight maps to ±127."""
+    """Q is int8 in [-127, 127]; |w - sQ| <= s/2 in every row; a row's largest weight maps to ±127 (unless
+    the row is so small that its step is a subnormal float32, which hypothesis found: then only the bound)."""
     q, scale = quantize_rows(w)
     assert q.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (w.shape[0],)
     assert np.abs(q.astype(np.int32)).max() <= INT8_MAX
     error = np.abs(dequantize_rows(q, scale) - w)
     assert (error <= scale[:, None] / 2 * (1 + 1e-5) + np.finfo(np.float32).smallest_subnormal).all()
-    nonzero = np.abs(w).max(axis=1) > 0
-    assert (np.abs(q[nonzero].astype(np.int32)).max(axis=1) == INT8_MAX).all()
-    assert (q[~nonzero] == 0).all()
+    largest = np.abs(w).max(axis=1)
+    normal = largest >= INT8_MAX * np.finfo(np.float32).tiny  # a step that float32 holds to full precision
+    assert (np.abs(q[normal].astype(np.int32)).max(axis=1) == INT8_MAX).all()
+    assert (q[largest == 0] == 0).all()
 
 
 @settings(max_examples=50, deadline=None)
