@@ -23,7 +23,6 @@ SOLUTIONS = ROOT / "notebooks" / "solutions"
 NOTEBOOKS = ["01_text_to_tokens", "02_embeddings_and_attention", "03_backward_by_hand", "04_pretraining_objectives",
              "05_training_a_mini_bert", "06_numpy_vs_pytorch", "07_finetuning_and_evaluation",
              "08_pretrained_model_in_numpy", "09_speed", "10_bert_on_one_page"]
-NEW_NOTEBOOKS = {"10_bert_on_one_page"}  # written by the lead in the same change; its source may come later
 
 
 def solution(name: str):
@@ -40,13 +39,17 @@ def stub(name: str):
 # ---- the registry --------------------------------------------------------------------------------
 
 
+# What the learning-by-doing issue asked for at least: each must stay registered.
+REQUIRED = {"layernorm_backward", "softmax_backward", "attention_backward", "bert_layer_backward",
+            "embedding_backward", "wordpiece", "mask_tokens", "adamw_step", "mean_pooling", "f1_scores"}
+
+
 def test_registry_covers_the_notebooks():
-    assert len(ex.EXERCISES) == 13
-    assert {e.notebook for e in ex.EXERCISES.values()} <= set(NOTEBOOKS)
+    assert REQUIRED <= set(ex.EXERCISES), REQUIRED - set(ex.EXERCISES)
+    assert {e.notebook for e in ex.EXERCISES.values()} == set(NOTEBOOKS), "every notebook poses an exercise"
     assert [e.notebook for e in ex.EXERCISES.values()] == sorted(e.notebook for e in ex.EXERCISES.values())
     for e in ex.EXERCISES.values():
-        assert e.notebook in NEW_NOTEBOOKS or any((ROOT / "notebooks" / f"{e.notebook}{suffix}").is_file()
-                                                  for suffix in (".ipynb", ".py")), e.notebook
+        assert all((ROOT / "notebooks" / f"{e.notebook}{suffix}").is_file() for suffix in (".ipynb", ".py")), e.notebook
         assert (ROOT / e.solution).is_file(), e.solution
         assert 2 <= len(e.hints) <= 3 and e.summary
 
