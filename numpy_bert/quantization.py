@@ -51,9 +51,10 @@ QUANTIZATION_CONFIG = {"quant_method": QUANT_METHOD, "bits": 8, "symmetric": Tru
 def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Q, s): int8 Q (rows, cols) and float32 s (rows,) with w ≈ s[:, None] * Q, each row on its own scale."""
     largest = np.abs(w).max(axis=1)  # (rows,)
-    # At least the smallest positive float32: a row of tiny weights would otherwise get a scale that
-    # underflows to 0 (and an all-zero row one that is 0): any positive scale rounds those rows exactly.
-    scale = np.maximum(largest / INT8_MAX, np.finfo(np.float32).smallest_subnormal).astype(np.float32)
+    # At least the smallest normal float32 (2^-126): a row of tiny weights would otherwise get a scale that
+    # underflows to 0, or to a subnormal too coarse to hold the step (hypothesis found both); an all-zero
+    # row, 0. A power of two divides and multiplies exactly, so those rows keep |error| <= s/2 too.
+    scale = np.maximum(largest / INT8_MAX, np.finfo(np.float32).tiny).astype(np.float32)
     q = np.clip(np.rint(w / scale[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)  # (rows, cols)
     return q, scale
 

@@ -36,17 +36,17 @@ finite_floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 matrices = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12), elements=finite_floats)
 
 
-@pytest.mark.filterwarnings("error")  # hypothesis found rows of subnormal weights whose scale underflowed to 0
+@pytest.mark.filterwarnings("error")  # hypothesis found rows of tiny weights whose scale underflowed
 @settings(max_examples=200, deadline=None)
 @given(w=matrices)
 def test_rounding_error_is_at_most_half_a_step_per_row(w):
-    """Q is int8 in [-127, 127]; |w - sQ| <= s/2 in every row; a row's largest weight maps to ±127 (unless
-    the row is so small that its step is a subnormal float32, which hypothesis found: then only the bound)."""
+    """Q is int8 in [-127, 127]; |w - sQ| <= s/2 in every row; a row's largest weight maps to ±127, unless
+    the row is so small that its step would be a subnormal float32 (hypothesis found such rows)."""
     q, scale = quantize_rows(w)
     assert q.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (w.shape[0],)
     assert np.abs(q.astype(np.int32)).max() <= INT8_MAX
     error = np.abs(dequantize_rows(q, scale) - w)
-    assert (error <= scale[:, None] / 2 * (1 + 1e-5) + np.finfo(np.float32).smallest_subnormal).all()
+    assert (error <= scale[:, None] / 2 * (1 + 1e-6)).all()
     largest = np.abs(w).max(axis=1)
     normal = largest >= INT8_MAX * np.finfo(np.float32).tiny  # a step that float32 holds to full precision
     assert (np.abs(q[normal].astype(np.int32)).max(axis=1) == INT8_MAX).all()
