@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numpy_bert
-from numpy_bert.checkpoint import WEIGHTS_NAME, atomic_write_bytes, json_bytes, named_model_dir
+from numpy_bert.checkpoint import atomic_write_bytes, json_bytes, named_model_dir
 from numpy_bert.data.cloze import load_builtin_cloze
 from numpy_bert.pipelines.sentence_embeddings import SentenceEncoder
 from numpy_bert.training.pretraining import load_corpus_splits
@@ -34,18 +34,6 @@ from .finetune_from import RUNS, finetune
 from .recipe import RESULTS
 
 PATH = RESULTS / "int8_quality.json"
-
-
-def float32_bytes(folder: Path) -> int:
-    """The size model.safetensors has with every floating tensor in float32 (python-docs ships float16)."""
-    from safetensors.numpy import load_file
-
-    return sum(a.size * 4 if a.dtype.kind == "f" else a.nbytes for a in load_file(folder / WEIGHTS_NAME).values())
-
-
-def sizes(float_folder: Path, int8_folder: Path) -> dict:
-    reference, quantized = float32_bytes(float_folder), (int8_folder / WEIGHTS_NAME).stat().st_size
-    return {"float32_bytes": reference, "int8_bytes": quantized, "size_ratio": quantized / reference}
 
 
 def held_out_passages(count: int) -> list[str]:
@@ -88,18 +76,22 @@ def classifier_accuracy(float_folder: Path, int8_folder: Path, eval_file: Path) 
 
 
 def measure(sentences: int, epochs: int, work: Path) -> dict:
-    minilm, python_docs = Path(named_model_dir("minilm")), Path(named_model_dir("python-docs"))
-    for name, folder in (("minilm", minilm), ("python-docs", python_docs)):
-        quantize_checkpoint(folder, work / name)
     finetune("classify", "python-docs", epochs)
     classifier = RUNS / "classify-python-docs"
-    quantize_checkpoint(classifier, work / "classify")
+    sizes = {name: sizes_of(quantize_checkpoint(folder, work / name)) for name, folder in
+             (("minilm", named_model_dir("minilm")), ("python-docs", named_model_dir("python-docs")),
+              ("classify", classifier))}
     return {
-        "minilm": {**sizes(minilm, work / "minilm"), **sentence_vectors(work / "minilm", held_out_passages(sentences))},
-        "python-docs": {**sizes(python_docs, work / "python-docs"), **fill_mask_agreement(work / "python-docs")},
-        "classify": {**sizes(classifier, work / "classify"), "epochs": epochs,
+        "minilm": {**sizes["minilm"], **sentence_vectors(work / "minilm", held_out_passages(sentences))},
+        "python-docs": {**sizes["python-docs"], **fill_mask_agreement(work / "python-docs")},
+        "classify": {**sizes["classify"], "epochs": epochs,
                      **classifier_accuracy(classifier, work / "classify", RUNS / "data" / "classify-eval.jsonl")},
     }
+
+
+def sizes_of(report: dict) -> dict:
+    """quantize_checkpoint's figures under the names of the results JSON."""
+    return {"float32_bytes": report["float32_bytes"], "int8_bytes": report["bytes"], "size_ratio": report["size_ratio"]}
 
 
 def table(document: dict) -> str:

@@ -148,6 +148,14 @@ def test_torchscript_exporter_gives_the_same_graph_numbers(tmp_path):
         inputs = padded_batch(model.config, np.random.default_rng(length), batch, length)
         assert_close(run_onnx(session, inputs), numpy_outputs(model, inputs, ("logits",)), TOLERANCE,
                      f"TorchScript-exported graph vs numpy_bert, {batch} x {length}")
+    # What an export killed mid-write leaves (its staging folder) goes with the next export; nothing else does.
+    stale = tmp_path / "onnx" / ".model.onnx.k1lled00.tmp"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"half a graph")
+    before = sorted(p.name for p in (tmp_path / "onnx").iterdir() if p != stale)
+    assert torch_main(["export-onnx", str(tmp_path / "model"), "--out", str(tmp_path / "onnx"),
+                       "--exporter", "torchscript", "--overwrite-output-dir"]) == 0
+    assert not stale.exists() and sorted(p.name for p in (tmp_path / "onnx").iterdir()) == before
 
 
 def test_export_onnx_refuses_bad_input_in_one_line(tmp_path, capsys):

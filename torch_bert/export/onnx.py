@@ -43,7 +43,13 @@ import torch
 from torch import nn
 
 import torch_bert
-from numpy_bert.checkpoint import atomic_write_bytes, json_bytes, named_model_dir
+from numpy_bert.checkpoint import (
+    atomic_write_bytes,
+    json_bytes,
+    named_model_dir,
+    remove_stale_temporaries,
+    temporary_name,
+)
 from numpy_bert.cli.deployment import EXPORTERS
 from numpy_bert.config import CONFIG_NAME, BertConfig
 from numpy_bert.text.tokenization import BertTokenizer
@@ -170,7 +176,9 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, exporter: str 
     wrapper = OnnxOutputs(torch_model, output_names).eval()
     inputs = example_inputs(torch_model.config)
     RunFolder(out).claim("export-onnx", "torch_bert", overwrite_output_dir)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-onnx.") as tmp:  # a crash leaves no half graph
+    remove_stale_temporaries(out, [MODEL_NAME])  # what a killed export left behind
+    # Staged under a temporary name, then renamed: a reader never sees half a graph.
+    with tempfile.TemporaryDirectory(dir=out, prefix=temporary_name(MODEL_NAME), suffix=".tmp") as tmp:
         staged = Path(tmp, MODEL_NAME)
         trace_to_onnx(wrapper, inputs, exporter, staged)
         differences = largest_difference(staged, wrapper, inputs)
