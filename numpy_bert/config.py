@@ -13,7 +13,7 @@ import os
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 CONFIG_NAME = "config.json"
 IGNORE_INDEX = -100  # label value that contributes no loss, as in torch and transformers
@@ -34,6 +34,10 @@ SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new")
 
 @dataclass
 class BertConfig:
+    # config.json's "model_type", which transformers' AutoConfig dispatches on; each family member's config
+    # (RobertaConfig, AlbertConfig, ...) subclasses this one and names its own.
+    model_type: ClassVar[str] = "bert"
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -100,14 +104,15 @@ class BertConfig:
         else:  # JSON keys are strings, as transformers writes them
             data["id2label"] = {str(k): v for k, v in data["id2label"].items()}
             data["label2id"] = {v: int(k) for k, v in data["id2label"].items()}
-        data["model_type"] = "bert"
+        data["model_type"] = self.model_type
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BertConfig:
         """A config from config.json's fields; those it does not know are kept in ``extra``."""
-        if data.get("model_type", "bert") != "bert":
-            raise ValueError(f"model_type is {data['model_type']!r}, not 'bert': this is not a BERT config")
+        if data.get("model_type", cls.model_type) != cls.model_type:
+            raise ValueError(f"model_type is {data['model_type']!r}, not {cls.model_type!r}: this is not a "
+                             f"{cls.__name__}; load it with the classes for {data['model_type']!r}")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k not in ("label2id", "model_type")}

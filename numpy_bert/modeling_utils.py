@@ -156,6 +156,7 @@ def additive_attention_mask(attention_mask: np.ndarray, dtype) -> np.ndarray:
 class BertPreTrainedModel(Module):
     """Base of every model class: owns config and dtype, initialises weights, loads and saves."""
 
+    config_class = BertConfig  # the family members (RobertaForMaskedLM, ...) name their own
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
     loss_arguments = "labels"  # what forward needs to compute a loss, named when backward() has none
     loss_grads: tuple | None = None  # the last forward's loss gradients, where backward() starts
@@ -242,7 +243,7 @@ class BertPreTrainedModel(Module):
         :func:`~numpy_bert.checkpoint.named_model_dir` knows: "python-docs" or "minilm".
         """
         directory = named_model_dir(directory)
-        config = BertConfig.from_pretrained(directory)
+        config = cls.config_class.from_pretrained(directory)
         model = cls(config, dtype=dtype, **kwargs)
         if is_quantized(config):  # an int8 checkpoint (numpy_bert/quantization.py): int8 layers to load it into
             if not cls.runs_int8:

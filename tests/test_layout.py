@@ -16,7 +16,10 @@ NUMPY_BERT = ROOT / "numpy_bert"
 # Bottom to top: a subpackage may import the book and the subpackages before it, never one after it.
 MACHINERY = ("text", "data", "fast", "pipelines", "training", "cli", "exercises")
 FACADES = ("__init__", "__main__")  # the package's public face and `python -m`: they may import anything
-MAX_BOOK_MODULES = 14
+# The book's chapters: BERT (modeling, heads and what they stand on) and the family members built from its
+# layers (roberta, albert, electra, distilbert), one module each, as transformers has one per model.
+FAMILY = ("roberta", "albert", "electra", "distilbert")
+MAX_BOOK_MODULES = 14 + len(FAMILY)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -70,7 +73,7 @@ def class_summaries(path: Path) -> dict[str, str]:
             for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef)}
 
 
-@pytest.mark.parametrize("name", ["modeling", "heads"])
+@pytest.mark.parametrize("name", ["modeling", "heads", *FAMILY])
 def test_torch_bert_mirrors_the_book(name: str):
     """torch_bert's model modules are the twins of numpy_bert's: the same classes, in the same order,
     each summed up by the same line (so ``diff`` shows the API translation and the backward passes)."""
@@ -81,7 +84,11 @@ def test_torch_bert_mirrors_the_book(name: str):
 
 
 PUBLIC = ["BertConfig", "BertTokenizer", "BertModel", "BertForPreTraining", "BertForSequenceClassification",
-          "BertForTokenClassification", "BertForQuestionAnswering"]
+          "BertForTokenClassification", "BertForQuestionAnswering",
+          "RobertaConfig", "RobertaModel", "RobertaForMaskedLM", "RobertaTokenizer",
+          "AlbertConfig", "AlbertModel", "AlbertForMaskedLM", "AlbertForPreTraining",
+          "ElectraConfig", "ElectraForMaskedLM", "ElectraForPreTraining",
+          "DistilBertConfig", "DistilBertModel", "DistilBertForMaskedLM"]
 
 
 @pytest.mark.parametrize("package", ["numpy_bert", "torch_bert"])

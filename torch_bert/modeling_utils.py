@@ -62,6 +62,7 @@ def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) ->
 
 
 class BertPreTrainedModel(nn.Module):
+    config_class = BertConfig  # the family members (RobertaForMaskedLM, ...) name their own
     tied_weights: dict[str, str] = {}
 
     def __init__(self, config: BertConfig):
@@ -137,7 +138,7 @@ class BertPreTrainedModel(nn.Module):
         ``directory`` may also be a name that numpy_bert.checkpoint.named_model_dir knows ("python-docs", "minilm").
         """
         directory = named_model_dir(directory)
-        config = BertConfig.from_pretrained(directory)
+        config = cls.config_class.from_pretrained(directory)
         if is_quantized(config):
             raise ValueError(f"{directory} holds numpy_bert's int8 weights (python -m numpy_bert quantize), which "
                              "torch_bert does not compute with; load the float32 model it was quantized from")
