@@ -44,41 +44,51 @@ def _exp_minus_square(y: np.ndarray) -> np.ndarray:
     return np.exp(-ysq * ysq) * np.exp(-(y - ysq) * (y + ysq))
 
 
+def _ratio(t: np.ndarray, leading: float, num_coefficients, den_coefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator and denominator of Cody's rational functions in t, by Horner's rule,
+        num = ((leading t + c_0) t + c_1) t ...     den = ((t + d_0) t + d_1) t ...
+    without their constant terms, which the caller adds. In place: on large arrays each
+    pass through memory costs more than the arithmetic in it."""
+    num, den = leading * t, t.copy()
+    for c, d in zip(num_coefficients, den_coefficients):
+        num += c
+        num *= t
+        den += d
+        den *= t
+    return num, den
+
+
 def _erf_small(x: np.ndarray) -> np.ndarray:
     xsq = x * x
-    num, den = _A[4] * xsq, xsq
-    for a, b in zip(_A[:3], _B[:3]):
-        num, den = (num + a) * xsq, (den + b) * xsq
+    num, den = _ratio(xsq, _A[4], _A[:3], _B[:3])
     return x * (num + _A[3]) / (den + _B[3])
 
 
 def _erfc_medium(y: np.ndarray) -> np.ndarray:
-    num, den = _C[8] * y, y
-    for c, d in zip(_C[:7], _D[:7]):
-        num, den = (num + c) * y, (den + d) * y
+    num, den = _ratio(y, _C[8], _C[:7], _D[:7])
     return _exp_minus_square(y) * (num + _C[7]) / (den + _D[7])
 
 
 def _erfc_large(y: np.ndarray) -> np.ndarray:
     inv_sq = 1 / (y * y)
-    num, den = _P[5] * inv_sq, inv_sq
-    for p, q in zip(_P[:4], _Q[:4]):
-        num, den = (num + p) * inv_sq, (den + q) * inv_sq
+    num, den = _ratio(inv_sq, _P[5], _P[:4], _Q[:4])
     tail = inv_sq * (num + _P[4]) / (den + _Q[4])
     return _exp_minus_square(y) * (_ONE_OVER_SQRT_PI - tail) / y
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, elementwise, in x's dtype."""
+    """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, elementwise, in x's dtype.
+
+    The two common intervals are evaluated over the whole array and chosen with np.where
+    (each formula on |x| clipped into its interval, where it is finite): gathering the
+    elements of each interval and scattering them back would cost more than the arithmetic.
+    The tail beyond 4 is rare, so it is gathered. NaN passes through the medium formula.
+    """
     x = np.asarray(x)
     y = np.abs(x)
-    out = np.empty_like(x)
-    small = y <= _SMALL
-    medium = (y > _SMALL) & (y <= _LARGE)
-    large = (y > _LARGE) & (y < _ERF_IS_ONE)
-    out[small] = _erf_small(y[small])
-    out[medium] = 1 - _erfc_medium(y[medium])
-    out[large] = 1 - _erfc_large(y[large])
-    out[y >= _ERF_IS_ONE] = 1
-    out[np.isnan(x)] = np.nan
+    out = np.where(y <= _SMALL, _erf_small(np.minimum(y, _SMALL)), 1 - _erfc_medium(np.clip(y, _SMALL, _LARGE)))
+    tail = y > _LARGE
+    if tail.any():
+        y_tail = y[tail]
+        out[tail] = np.where(y_tail < _ERF_IS_ONE, 1 - _erfc_large(np.minimum(y_tail, _ERF_IS_ONE)), 1)
     return np.copysign(out, x)  # erf is odd

@@ -47,14 +47,16 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x  # (..., in)
-        return x @ self.weight.data.T + self.bias.data  # (..., out)
+        y = x.reshape(-1, x.shape[-1]) @ self.weight.data.T  # (N, out): one product over all rows (a 3-D x
+        y += self.bias.data  # would make NumPy multiply sequence by sequence); the bias added in place
+        return y.reshape(*x.shape[:-1], -1)  # (..., out)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x_rows = self.x.reshape(-1, self.x.shape[-1])  # (N, in)
         dy_rows = dy.reshape(-1, dy.shape[-1])  # (N, out)
         self.weight.accumulate_grad(dy_rows.T @ x_rows)  # (out, in)
         self.bias.accumulate_grad(dy_rows.sum(axis=0))  # (out,)
-        return dy @ self.weight.data  # (..., in)
+        return (dy_rows @ self.weight.data).reshape(self.x.shape)  # (..., in)
 
 
 class Embedding(Module):
@@ -187,19 +189,23 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     and zero rows where the label is ignored. Like torch, n = 0 gives nan (0/0).
     Returns (loss as a 0-d array in the logits' dtype, dlogits).
     """
-    counted = labels != IGNORE_INDEX
-    rows = np.flatnonzero(counted)
+    rows = np.flatnonzero(labels != IGNORE_INDEX)
+    every_row = rows.size == len(logits)  # the MLM head on the masked rows only: nothing to gather or scatter
+    counted = logits if every_row else logits[rows]  # (n, K)
     n = logits.dtype.type(rows.size)
-    shifted = logits[rows] - logits[rows].max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (n, K)
     targets = labels[rows]
+    shifted = counted - counted.max(axis=-1, keepdims=True)  # (n, K): the max subtracted, so exp never overflows
+    shifted_at_label = shifted[np.arange(rows.size), targets]  # (n,)
+    probs = np.exp(shifted, out=shifted)  # in place: each pass over (n, K) costs, and shifted is done
+    sums = probs.sum(axis=-1, keepdims=True)  # (n, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        loss = -log_probs[np.arange(rows.size), targets].sum() / n
-        dlogits = np.zeros_like(logits)
-        d_counted = np.exp(log_probs, out=log_probs)  # p, in place: log p is no longer needed
-        d_counted[np.arange(rows.size), targets] -= 1
-        d_counted /= n
-        dlogits[rows] = d_counted
+        loss = (np.log(sums[:, 0]) - shifted_at_label).sum() / n  # -log p[label] = log sum exp - shifted[label]
+        d_counted = np.divide(probs, sums * n, out=probs)  # p / n, in place
+        d_counted[np.arange(rows.size), targets] -= 1 / n
+    if every_row:
+        return loss, d_counted
+    dlogits = np.zeros_like(logits)
+    dlogits[rows] = d_counted
     return loss, dlogits
 
 
@@ -213,7 +219,8 @@ class GeneratorMasks:
         self.rng = np.random.default_rng(seed)
 
     def keep_mask(self, name: str, shape: tuple[int, ...], p: float) -> np.ndarray:
-        return self.rng.random(shape) >= p
+        # float32 uniforms: half the random bits of float64 for the same Bernoulli(1 - p), up to 2^-24
+        return self.rng.random(shape, dtype=np.float32) >= p
 
 
 class KeyedMasks:

@@ -56,12 +56,13 @@ def matmul_bias(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.nda
     The product is chosen by the number of rows. For a few rows (a short sentence, a
     few masked positions) it is bound by reading W, and ``x @ W.T`` makes the BLAS
     repack all of W.T for a handful of rows; ``(W @ x^T)^T`` streams W in its own
-    layout, and for a single row ``np.einsum`` reads W at memory speed
-    (benchmarks/README.md, "The fast path's measurements").
+    layout; for a single row that is the BLAS's matrix-vector product (benchmarks/README.md,
+    "The fast path's measurements").
     """
     rows = x.shape[0]
     if rows == 1:
-        y = np.einsum("mi,oi->mo", x, weight, out=out)
+        y = np.empty((1, weight.shape[0]), dtype=x.dtype) if out is None else out
+        gemm(weight, x[0], out=y[0])  # (out, in) @ (in,) -> (out,)
     elif rows <= SMALL_ROWS:
         y = np.empty((rows, weight.shape[0]), dtype=x.dtype) if out is None else out
         np.copyto(y, gemm(weight, x.T).T)

@@ -186,7 +186,7 @@ class FastBertForPreTraining(BertForPreTraining):
 
     def _new(self, *shape: int) -> np.ndarray:
         """An uninitialised array in the model's dtype (large ones recycled, see BufferPool)."""
-        return self._buffer_pool.empty(shape, self.dtype)
+        return self._buffer_pool.empty(shape, self._compute_dtype)
 
     # ---- forward ---------------------------------------------------------------------
 
@@ -202,6 +202,7 @@ class FastBertForPreTraining(BertForPreTraining):
         labelled_positions_only: bool = False,
     ) -> BertForPreTrainingOutput:
         self._cache = self.loss_grads = None  # the last call's buffers go back to the pool
+        self._compute_dtype = self.dtype  # read once per call: the property walks the module tree
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
         B, T = input_ids.shape
         C, nh = self.config.hidden_size, self.config.num_attention_heads
@@ -209,7 +210,7 @@ class FastBertForPreTraining(BertForPreTraining):
         check_pretraining_labels(self.config, labels, next_sentence_label, B, T, self.training)
         mask = None
         if has_padding(attention_mask):  # (B*nh, 1, T): one row of the mask per (sequence, head)
-            mask = np.repeat(additive_attention_mask(attention_mask, self.dtype)[:, 0], nh, axis=0)
+            mask = np.repeat(additive_attention_mask(attention_mask, self._compute_dtype)[:, 0], nh, axis=0)
 
         x, embeddings = self._embeddings_forward(input_ids, token_type_ids)  # (B*T, C)
         states, layers = [x], []
@@ -338,8 +339,8 @@ class FastBertForPreTraining(BertForPreTraining):
         cache = self._cache
         B, T, C = self.sequence_shape
         if d_logits is None:  # NSP only
-            d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)
-            d_word_embeddings = np.zeros(self.bert.embeddings.word_embeddings.weight.shape, dtype=self.dtype)
+            d_sequence = np.zeros(self.sequence_shape, dtype=self._compute_dtype)
+            d_word_embeddings = np.zeros(self.bert.embeddings.word_embeddings.weight.shape, dtype=self._compute_dtype)
         else:
             d_hidden, d_word_embeddings = self._mlm_head_backward(d_logits, cache)  # (M, C), (V, C)
             d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
