@@ -36,7 +36,7 @@ SAFETENSORS_METADATA = {"format": "pt"}
 # them (an encoder-only checkpoint loaded into a model with a head), and may be
 # ignored when the model has no such head. Anything else missing or unexpected is
 # an error: a checkpoint with holes in its encoder is broken, not "partially loaded".
-HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "bert.pooler.", "pooler.")
+HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")  # BERT's heads, outside its base model "bert."
 # Buffers that older transformers versions saved with the weights (index tables, not
 # parameters); transformers ignores them on load, and so do we.
 IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -353,26 +353,30 @@ def align_to_model(
     tensors: Mapping[str, np.ndarray],
     model_shapes: Mapping[str, tuple[int, ...]],
     tied_aliases: Mapping[str, str],
+    base_model_prefix: str = "bert",
+    head_prefixes: tuple[str, ...] = HEAD_PREFIXES,
 ) -> tuple[dict[str, np.ndarray], LoadingInfo]:
     """Map a checkpoint's names onto a model's and sort out what does not fit.
 
-    Handles the ``bert.`` prefix both ways (an encoder-only ``BertModel`` checkpoint
-    loaded into a model with heads, and the reverse), legacy ``gamma``/``beta``
-    names, and tied aliases (``cls.predictions.decoder.weight`` is the word
-    embedding matrix; files written by transformers omit it, older ones repeat it).
-    Raises ValueError for mis-shaped tensors, for encoder tensors that are missing,
-    and for unexpected tensors that belong to no known head.
+    Handles the base model's prefix (``bert.``; ``roberta.``, ``albert.``, ... for the family)
+    both ways (an encoder-only checkpoint loaded into a model with heads, and the reverse),
+    legacy ``gamma``/``beta`` names, and tied aliases (``cls.predictions.decoder.weight`` is the
+    word embedding matrix; files written by transformers omit it, older ones repeat it).
+    Raises ValueError for mis-shaped tensors, for encoder tensors that are missing, and for
+    unexpected tensors that belong to no known head (``head_prefixes``, or the pooler).
     """
-    model_has_prefix = any(name.startswith("bert.") for name in model_shapes)
-    file_has_prefix = any(name.startswith("bert.") for name in tensors)
+    base = base_model_prefix + "."
+    optional = (*head_prefixes, base + "pooler.", "pooler.")  # a head, or the pooler some models lack
+    model_has_prefix = any(name.startswith(base) for name in model_shapes)
+    file_has_prefix = any(name.startswith(base) for name in tensors)
     aligned: dict[str, np.ndarray] = {}
     info = LoadingInfo()
     for name, array in tensors.items():
         key = _rename_legacy(name)
-        if model_has_prefix and not file_has_prefix and not key.startswith(HEAD_PREFIXES[:3]):
-            key = "bert." + key
-        elif file_has_prefix and not model_has_prefix and key.startswith("bert."):
-            key = key[len("bert."):]
+        if model_has_prefix and not file_has_prefix and not key.startswith(head_prefixes):
+            key = base + key
+        elif file_has_prefix and not model_has_prefix and key.startswith(base):
+            key = key[len(base):]
         if key in tied_aliases or key.endswith(IGNORED_BUFFERS):
             continue  # a tied alias (same storage as tied_aliases[key]) or an index buffer
         if key not in model_shapes:
@@ -387,9 +391,9 @@ def align_to_model(
     problems = [f"tensor {n!r} has shape {f} in the checkpoint but {m} in the model"
                 for n, f, m in info.mismatched_keys]
     problems += [f"tensor {n!r} is missing from the checkpoint" for n in info.missing_keys
-                 if not n.startswith(HEAD_PREFIXES)]
+                 if not n.startswith(optional)]
     problems += [f"unexpected tensor {n!r} in the checkpoint" for n in info.unexpected_keys
-                 if not _rename_legacy(n).removeprefix("bert.").startswith(HEAD_PREFIXES)]
+                 if not _rename_legacy(n).removeprefix(base).startswith(optional)]
     if problems:
         raise ValueError("checkpoint does not fit the model:\n  " + "\n  ".join(problems))
     if info.missing_keys:

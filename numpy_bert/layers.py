@@ -49,7 +49,7 @@ class Linear(Module):
         self.x = x  # (..., in)
         y = x.reshape(-1, x.shape[-1]) @ self.weight.data.T  # (N, out): one product over all rows (a 3-D x
         y += self.bias.data  # would make NumPy multiply sequence by sequence); the bias added in place
-        return y.reshape(*x.shape[:-1], -1)  # (..., out)
+        return y.reshape(*x.shape[:-1], y.shape[-1])  # (..., out)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x_rows = self.x.reshape(-1, self.x.shape[-1])  # (N, in)

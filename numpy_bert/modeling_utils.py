@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import LoadingInfo, align_to_model, load_weights, named_model_dir, save_model_files
+from .checkpoint import HEAD_PREFIXES, LoadingInfo, align_to_model, load_weights, named_model_dir, save_model_files
 from .config import IGNORE_INDEX, BertConfig
 from .layers import Dropout, Embedding, GeneratorMasks, KeyedMasks, LayerNorm, Linear
 from .nn import Module
@@ -157,6 +157,8 @@ class BertPreTrainedModel(Module):
     """Base of every model class: owns config and dtype, initialises weights, loads and saves."""
 
     config_class = BertConfig  # the family members (RobertaForMaskedLM, ...) name their own
+    base_model_prefix = "bert"  # the encoder's name inside a model with heads, as in transformers
+    head_prefixes = HEAD_PREFIXES  # names of the heads around it: a checkpoint may lack them, or have others
     tied_weights: dict[str, str] = {}  # alias name -> canonical name, both in transformers' names
     loss_arguments = "labels"  # what forward needs to compute a loss, named when backward() has none
     loss_grads: tuple | None = None  # the last forward's loss gradients, where backward() starts
@@ -260,7 +262,8 @@ class BertPreTrainedModel(Module):
         """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
         tensors = load_weights(named_model_dir(directory))
         params = dict(self.named_parameters())
-        aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights)
+        aligned, info = align_to_model(tensors, {n: p.shape for n, p in params.items()}, self.tied_weights,
+                                       self.base_model_prefix, self.head_prefixes)
         for name, array in aligned.items():  # into the model's dtype; the int8 tables of a quantized model stay int8
             dtype = self.dtype if params[name].data.dtype.kind == "f" else params[name].data.dtype
             params[name].data = np.array(array, dtype=dtype, copy=True)

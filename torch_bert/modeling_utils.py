@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from numpy_bert.checkpoint import (
+    HEAD_PREFIXES,
     WEIGHTS_NAME,
     LoadingInfo,
     align_to_model,
@@ -63,6 +64,8 @@ def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) ->
 
 class BertPreTrainedModel(nn.Module):
     config_class = BertConfig  # the family members (RobertaForMaskedLM, ...) name their own
+    base_model_prefix = "bert"  # the encoder's name inside a model with heads, as in transformers
+    head_prefixes = HEAD_PREFIXES  # names of the heads around it: a checkpoint may lack them, or have others
     tied_weights: dict[str, str] = {}
 
     def __init__(self, config: BertConfig):
@@ -150,7 +153,8 @@ class BertPreTrainedModel(nn.Module):
         """Copy a checkpoint's tensors into this model by name (see ``from_pretrained`` for the rules)."""
         tensors = _read_weights(named_model_dir(directory))
         params = dict(self.named_parameters())
-        aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()}, self.tied_weights)
+        aligned, info = align_to_model(tensors, {n: tuple(p.shape) for n, p in params.items()}, self.tied_weights,
+                                       self.base_model_prefix, self.head_prefixes)
         with torch.no_grad():
             for name, array in aligned.items():
                 params[name].copy_(torch.from_numpy(np.asarray(array)))
