@@ -62,10 +62,7 @@ class BertConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field of the wrong type or range, then the first inconsistency."""
-        for name, rule in FIELD_RULES.items():
-            value = getattr(self, name)
-            if not rule.accepts(value):
-                raise ValueError(f"{name} {rule.requirement}, got {_described(value)}")
+        check_field_rules(self, FIELD_RULES)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
@@ -185,6 +182,14 @@ FIELD_RULES: dict[str, Rule] = {
 }
 
 
+def check_field_rules(config: Any, rules: dict[str, Rule]) -> None:
+    """Raise ValueError naming the first field of ``config`` that its rule refuses (every config's first check)."""
+    for name, rule in rules.items():
+        value = getattr(config, name)
+        if not rule.accepts(value):
+            raise ValueError(f"{name} {rule.requirement}, got {_described(value)}")
+
+
 def _described(value: Any) -> str:
     """A value and its type, as a refusal shows it: '384' (a str), 3.0 (a float)."""
     kind = type(value).__name__
@@ -215,3 +220,223 @@ def _label_id(key: Any) -> Any:
     if _is_int(key):
         return key
     raise ValueError(f"id2label keys must be the integers 0..n-1, got {_described(key)}")
+
+
+# ---- ALBERT (numpy_bert/albert.py) ----------------------------------------------------------------
+
+
+@dataclass
+class AlbertConfig(BertConfig):
+    """transformers' AlbertConfig: BertConfig's fields with ALBERT's defaults (albert-xxlarge's sizes, as
+    transformers has them), plus the embedding width and the layer sharing that numpy_bert/albert.py explains."""
+
+    model_type: ClassVar[str] = "albert"
+
+    vocab_size: int = 30000
+    hidden_size: int = 4096
+    num_attention_heads: int = 64
+    intermediate_size: int = 16384
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    embedding_size: int = 128  # E: the embedding tables' width, projected to hidden_size inside the encoder
+    num_hidden_groups: int = 1  # G: sets of layer parameters; layer i runs group int(i / (L / G))
+    inner_group_num: int = 1  # AlbertLayers in each group, run one after the other
+    classifier_dropout_prob: float = 0.1  # dropout before the sentence-order head
+    bos_token_id: int | None = 2  # [CLS] in ALBERT's SentencePiece vocabulary; kept for transformers
+    eos_token_id: int | list[int] | None = 3  # [SEP]
+
+    def validate(self) -> None:
+        """BertConfig's checks, then ALBERT's fields, then: every group is used by some layer."""
+        super().validate()
+        for name, rule in ALBERT_FIELD_RULES.items():
+            value = getattr(self, name)
+            if not rule.accepts(value):
+                raise ValueError(f"{name} {rule.requirement}, got {_described(value)}")
+        if self.num_hidden_groups > self.num_hidden_layers:
+            raise ValueError(f"num_hidden_groups ({self.num_hidden_groups}) exceeds num_hidden_layers "
+                             f"({self.num_hidden_layers}): some group would be used by no layer; use at most "
+                             f"{self.num_hidden_layers} groups")
+        if self.extra.get("tie_word_embeddings", True) is not True:
+            raise ValueError("tie_word_embeddings is false, but numpy_bert's ALBERT always ties the MLM decoder "
+                             "to the word embeddings; remove it from config.json")
+
+
+def _is_token_id(value: Any) -> bool:
+    return value is None or _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
+
+
+ALBERT_FIELD_RULES: dict[str, Rule] = {
+    **dict.fromkeys(("embedding_size", "num_hidden_groups", "inner_group_num"), POSITIVE_INT),
+    "classifier_dropout_prob": PROBABILITY,
+    **dict.fromkeys(("bos_token_id", "eos_token_id"),
+                    Rule(_is_token_id, "must be null, an integer or a list of integers")),
+}
+
+
+# ---- ELECTRA (numpy_bert/electra.py) --------------------------------------------------------------
+
+
+@dataclass
+class ElectraConfig(BertConfig):
+    """transformers' ElectraConfig: BertConfig's fields with ELECTRA's defaults (ELECTRA-small's sizes, as
+    transformers has them), plus the embedding width and the sequence-summary fields transformers writes."""
+
+    model_type: ClassVar[str] = "electra"
+
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    embedding_size: int = 128  # E: the embedding tables' width; a Linear E -> hidden_size follows when they differ
+    # How ElectraForSequenceClassification-style heads summarise a sequence (transformers' fields, kept for it).
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str | None = "gelu"
+    summary_last_dropout: float = 0.1
+
+    def validate(self) -> None:
+        """BertConfig's checks, then ELECTRA's fields; the generator's head is always tied to the word table."""
+        super().validate()
+        for name, rule in ELECTRA_FIELD_RULES.items():
+            value = getattr(self, name)
+            if not rule.accepts(value):
+                raise ValueError(f"{name} {rule.requirement}, got {_described(value)}")
+        if self.extra.get("tie_word_embeddings", True) is not True:
+            raise ValueError("tie_word_embeddings is false, but numpy_bert's ElectraForMaskedLM always ties "
+                             "generator_lm_head to the word embeddings; remove it from config.json")
+
+
+SUMMARY_TYPES = ("last", "first", "mean", "cls_index", "attn")
+
+ELECTRA_FIELD_RULES: dict[str, Rule] = {
+    "embedding_size": POSITIVE_INT,
+    "summary_type": Rule(lambda v: v in SUMMARY_TYPES, f"must be one of {SUMMARY_TYPES}"),
+    "summary_use_proj": Rule(lambda v: isinstance(v, bool), "must be true or false"),
+    "summary_activation": Rule(lambda v: v is None or isinstance(v, str), "must be null or an activation's name"),
+    "summary_last_dropout": PROBABILITY,
+}
+
+
+# ---- DistilBERT (numpy_bert/distilbert.py) --------------------------------------------------------------
+
+
+@dataclass
+class DistilBertConfig:
+    """transformers' DistilBertConfig: DistilBERT's own field names (XLM's: dim, n_layers, n_heads, hidden_dim,
+    activation, dropout, ...) and defaults (distilbert-base-uncased's sizes).
+
+    Not a BertConfig, since it has none of BERT's fields, but written, read and checked the same way:
+    __post_init__, replace, to_dict, from_dict, save_pretrained and from_pretrained are BertConfig's own
+    methods, and validate applies rules of the same kind. transformers' attribute_map lives on as
+    read-only properties: hidden_size is dim, num_attention_heads n_heads, num_hidden_layers n_layers.
+    """
+
+    model_type: ClassVar[str] = "distilbert"
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    sinusoidal_pos_embds: bool = False  # fixed sine/cosine positions instead of a learned table: refused
+    n_layers: int = 6
+    n_heads: int = 12
+    dim: int = 768
+    hidden_dim: int = 3072  # the feed-forward width (4 * dim)
+    dropout: float = 0.1  # after the embeddings and after each feed-forward block
+    attention_dropout: float = 0.1  # on the attention probabilities
+    activation: str = "gelu"  # "gelu": exact erf form; "gelu_new": tanh approximation
+    initializer_range: float = 0.02
+    qa_dropout: float = 0.1  # transformers' question-answering head (not built here); kept for its config.json
+    seq_classif_dropout: float = 0.2  # transformers' classification heads (not built here)
+    pad_token_id: int = 0
+    tie_word_embeddings: bool = True  # the MLM vocab_projector's weight is the word-embedding matrix
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    __post_init__ = BertConfig.__post_init__  # validate()
+    replace = BertConfig.replace
+    to_dict = BertConfig.to_dict
+    save_pretrained = BertConfig.save_pretrained
+    from_dict = vars(BertConfig)["from_dict"]  # the classmethods themselves, so that cls is DistilBertConfig
+    from_pretrained = vars(BertConfig)["from_pretrained"]
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field of the wrong type or range, then the first inconsistency."""
+        check_field_rules(self, DISTILBERT_FIELD_RULES)
+        if self.sinusoidal_pos_embds:
+            raise ValueError("sinusoidal_pos_embds is true, but numpy_bert's DistilBERT learns its position "
+                             "embeddings (as distilbert-base-uncased does); set it to false")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) is not divisible by n_heads ({self.n_heads}): each head needs "
+                             "dim / n_heads dimensions")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} is outside [0, vocab_size={self.vocab_size})")
+        if self.id2label is not None:
+            _check_id2label(self.id2label, self.num_labels)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.dim
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def head_size(self) -> int:
+        return self.dim // self.n_heads
+
+
+SWITCH = Rule(lambda v: isinstance(v, bool), "must be true or false")
+
+DISTILBERT_FIELD_RULES: dict[str, Rule] = {
+    **dict.fromkeys(("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim",
+                     "num_labels"), POSITIVE_INT),
+    **dict.fromkeys(("sinusoidal_pos_embds", "tie_word_embeddings"), SWITCH),
+    **dict.fromkeys(("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"), PROBABILITY),
+    "activation": FIELD_RULES["hidden_act"],
+    "initializer_range": POSITIVE_FINITE,
+    "pad_token_id": FIELD_RULES["pad_token_id"],
+    "id2label": FIELD_RULES["id2label"],
+}
+
+
+# ---- RoBERTa (numpy_bert/roberta.py) --------------------------------------------------------------
+
+
+@dataclass
+class RobertaConfig(BertConfig):
+    """transformers' RobertaConfig: BertConfig's fields with RoBERTa's token ids (<s> 0, <pad> 1, </s> 2) and
+    vocabulary size, and the other defaults of transformers' class (roberta-base's config.json says 514, 1, 1e-5)."""
+
+    model_type: ClassVar[str] = "roberta"
+
+    vocab_size: int = 50265  # roberta-base's byte-level BPE vocabulary
+    pad_token_id: int = 1  # also the padding index of the position table: real positions start at 2
+    bos_token_id: int | None = 0  # <s>, which also plays [CLS]'s part
+    eos_token_id: int | None = 2  # </s>, which also plays [SEP]'s part
+
+    def validate(self) -> None:
+        """BertConfig's checks, then RoBERTa's: room for a position after the padding index, and none of the
+        transformers options that would make another network of the same weights (a decoder, untied weights)."""
+        super().validate()
+        check_field_rules(self, ROBERTA_FIELD_RULES)
+        if self.max_position_embeddings < self.pad_token_id + 2:
+            raise ValueError(f"max_position_embeddings ({self.max_position_embeddings}) leaves no position for a "
+                             f"token: RoBERTa's positions start after the padding index ({self.pad_token_id}), so it "
+                             f"must be at least pad_token_id + 2")
+        for name, required in ROBERTA_FIXED_OPTIONS.items():
+            if self.extra.get(name, required) != required:
+                raise ValueError(f"{name} is {self.extra[name]!r}, but numpy_bert's RoBERTa is the bidirectional "
+                                 f"encoder with absolute positions and a tied MLM decoder ({name} = {required!r}); "
+                                 "remove it from config.json")
+
+
+ROBERTA_FIELD_RULES: dict[str, Rule] = dict.fromkeys(("bos_token_id", "eos_token_id"),
+                                                     ALBERT_FIELD_RULES["bos_token_id"])  # null, an id or ids
+# config.json fields (kept in ``extra``) that transformers reads and numpy_bert's RoBERTa fixes.
+ROBERTA_FIXED_OPTIONS = {"tie_word_embeddings": True, "is_decoder": False, "add_cross_attention": False,
+                         "position_embedding_type": "absolute"}

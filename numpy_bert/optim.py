@@ -53,7 +53,7 @@ __all__ = [
 # What BERT was trained with (see the module docstring). lr is the pre-training value.
 BERT_DEFAULTS: dict[str, Any] = {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
 
-_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)(?:encoder|transformer)\.layer\.(\d+)\.")  # transformer: DistilBERT's name
 
 # =============================================================================
 # Parameter groups (shared with torch_bert.optim)
@@ -64,10 +64,10 @@ def decay_mask(name: str) -> bool:
     """True when the parameter called ``name`` gets weight decay.
 
     As in BERT, biases (names ending in ``.bias``, ``cls.predictions.bias`` included)
-    and LayerNorm parameters (names containing ``LayerNorm.``) are not decayed:
-    shrinking a shift or a normalisation gain towards 0 is no regulariser.
+    and LayerNorm parameters (names containing ``LayerNorm.``, or DistilBERT's ``layer_norm.``) are not
+    decayed: shrinking a shift or a normalisation gain towards 0 is no regulariser.
     """
-    return not (name == "bias" or name.endswith(".bias") or "LayerNorm." in name)
+    return not (name == "bias" or name.endswith(".bias") or "LayerNorm." in name or "layer_norm." in name)
 
 
 def count_layers(names: Iterable[str]) -> int:

@@ -27,6 +27,17 @@ class BertForPreTrainingOutput:
 
 
 @dataclass
+class AlbertForPreTrainingOutput:
+    loss: Any = None  # mlm_loss + sop_loss, when both label arrays are given
+    prediction_logits: Any = None  # (B, T, V)
+    sop_logits: Any = None  # (B, 2): 0 = the segments in order, 1 = swapped
+    mlm_loss: Any = None
+    sop_loss: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
 class MaskedLMOutput:
     loss: Any = None  # the masked-LM cross-entropy, when labels are given
     logits: Any = None  # (B, T, V), or (N labelled, V) with labelled_positions_only
@@ -55,5 +66,13 @@ class QuestionAnsweringModelOutput:
     loss: Any = None  # (CE(start) + CE(end)) / 2
     start_logits: Any = None  # (B, T)
     end_logits: Any = None  # (B, T)
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class ElectraForPreTrainingOutput:
+    loss: Any = None  # replaced-token detection: BCE-with-logits over the positions attention_mask keeps
+    logits: Any = None  # (B, T): > 0 says "replaced", < 0 "original"
     hidden_states: tuple | None = None
     attentions: tuple | None = None

@@ -37,6 +37,7 @@ from ..text.tokenization import BertTokenizer
 from ..training.arguments import (
     DTYPES,
     MASKING_STRATEGIES,
+    OBJECTIVES,
     BackendOptions,
     FinetuningArguments,
     TrainingArguments,
@@ -49,8 +50,11 @@ from ..training.run_folder import RunFolder
 from .arguments import (
     add_optimizer_arguments,
     add_overwrite_argument,
+    decay_factor,
     fraction,
+    non_negative_float,
     option_defaults,
+    positive_float,
     positive_int,
     probability,
     typed_options,
@@ -95,6 +99,29 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                      help="redraw plots/*.png at every evaluation; matplotlib takes a second or two (default: on)")
 
     model = parser.add_argument_group("model")
+    model.add_argument("--objective", choices=OBJECTIVES,
+                       help="mlm: BERT's masked LM (with --nsp/--sop/--no-nsp); electra: ELECTRA's replaced-token "
+                            "detection, a small generator (MLM) and the model, a discriminator, trained together "
+                            "(numpy_bert/training/electra.py); distillation: DistilBERT's, a student of half the "
+                            "layers of --teacher learns its softened MLM predictions "
+                            "(numpy_bert/training/distillation.py)")
+    model.add_argument("--generator-size", type=decay_factor, metavar="FRACTION",
+                       help="electra: the generator's hidden size, feed-forward size and heads as a fraction of "
+                            "the model's (the paper's small models: 1/4)")
+    model.add_argument("--discriminator-weight", type=positive_float, metavar="LAMBDA",
+                       help="electra: λ in loss = generator MLM loss + λ · discriminator loss (the paper: 50)")
+    model.add_argument("--teacher", metavar="MODEL",
+                       help="distillation: the BERT masked-LM model to distil (a folder, or python-docs); the "
+                            "student gets its vocabulary, its width and every other layer. --config and --vocab-size "
+                            "are unused")
+    model.add_argument("--temperature", type=positive_float, metavar="TAU",
+                       help="distillation: τ, dividing the teacher's and the student's logits before the softmax")
+    model.add_argument("--alpha-ce", type=non_negative_float,
+                       help="distillation: the weight of τ² KL(teacher || student) on the masked tokens")
+    model.add_argument("--alpha-mlm", type=non_negative_float,
+                       help="distillation: the weight of the student's masked-LM loss")
+    model.add_argument("--alpha-cos", type=non_negative_float,
+                       help="distillation: the weight of 1 - cos(student, teacher last hidden states) (0: off)")
     model.add_argument("--config",
                        help=f"a preset ({', '.join(PRESETS)}) or a folder holding a config.json")
     model.add_argument("--init-from", metavar="MODEL",
@@ -122,7 +149,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "every epoch (BERT); whole-word; span (SpanBERT)")
     task = data.add_mutually_exclusive_group()
     task.add_argument("--nsp", dest="task", action="store_const", const="nsp",
-                      help="next-sentence prediction (BERT; the default)")
+                      help="next-sentence prediction (BERT; the default, but --objective distillation and electra: "
+                           "--no-nsp)")
     task.add_argument("--sop", dest="task", action="store_const", const="sop",
                       help="sentence-order prediction (ALBERT)")
     task.add_argument("--no-nsp", dest="task", action="store_const", const="mlm",

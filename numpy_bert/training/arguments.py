@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
+from ..checkpoint import named_model_dir
 from ..config import CONFIG_NAME, PRESETS
 from ..data.corpus import CORPUS_NAMES
 from ..data.finetune_data import TASKS as FINETUNING_TASKS
@@ -29,6 +30,10 @@ DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")  # torch_bert's autocast dtypes, by name (torch_bert/training/pretraining.py)
 # The --masking choices: which MaskingCollator strategy, and whether masks are static.
 MASKING_STRATEGIES = {"dynamic": "token", "static": "token", "whole-word": "whole_word", "span": "span"}
+# What ``train`` optimizes (--objective): "mlm" is BERT's masked LM (+ NSP/SOP, see --task); "electra" is
+# ELECTRA's replaced-token detection (numpy_bert/training/electra.py). A new objective adds its name here
+# and its backend in numpy_bert/training/pretraining.py's OBJECTIVE_BACKENDS.
+OBJECTIVES = ("mlm", "electra", "distillation")  # distillation: DistilBERT's (numpy_bert/training/distillation.py)
 # [CLS] A [SEP] B [SEP] (or question and context) with room for both segments.
 MIN_SEQUENCE_LENGTH = 8
 
@@ -152,6 +157,16 @@ class TrainingArguments(BackendOptions):
     progress: bool = option(SWITCH, True)  # a progress bar on stderr
     plots: bool = option(SWITCH, True)  # redraw plots/*.png at every evaluation
     # the model
+    objective: str = option(one_of(OBJECTIVES), "mlm")  # BERT's MLM (+ --task), or ELECTRA's replaced-token detection
+    generator_size: float = option(DECAY_FACTOR, 0.25)  # electra: the generator's width, a fraction of the model's
+    discriminator_weight: float = option(POSITIVE, 50.0)  # electra: λ in generator loss + λ · discriminator loss
+    # distillation: the BERT teacher, and L = α_ce τ² KL + α_mlm MLM + α_cos (1 - cos) with the defaults of the
+    # DistilBERT training command in transformers' examples/research_projects/distillation/README.md
+    teacher: str | None = option(TEXT, None)  # a BERT masked-LM folder or a named model (made absolute)
+    temperature: float = option(POSITIVE, 2.0)  # τ, softening both distributions (train.py's default)
+    alpha_ce: float = option(NON_NEGATIVE, 5.0)  # the weight of the soft-target KL term
+    alpha_mlm: float = option(NON_NEGATIVE, 2.0)  # the weight of the student's own masked-LM loss
+    alpha_cos: float = option(NON_NEGATIVE, 1.0)  # the weight of the cosine loss between last hidden states
     config: str = option(TEXT, "tiny")  # a preset, or a folder holding a config.json (made absolute)
     init_from: str | None = option(TEXT, None)  # continue pre-training this model folder (or 'minilm')
     dropout: float | None = option(PROBABILITY, None)  # both dropout rates; None: the config's
@@ -162,7 +177,9 @@ class TrainingArguments(BackendOptions):
     seq_len: int = option(POSITIVE_INT, 128)  # maximum tokens per sentence pair
     batch_size: int = option(POSITIVE_INT, 32)  # pairs per micro-batch (under torchrun: all processes together)
     masking: str = option(one_of(MASKING_STRATEGIES), "dynamic")  # how MLM masks are drawn
-    task: str = option(one_of(PRETRAINING_TASKS), "nsp")  # --nsp, --sop, or mlm (--no-nsp: packed, MLM only)
+    # --nsp, --sop, or mlm (--no-nsp: packed, MLM only); None (not given): nsp, or mlm for --objective distillation
+    # and electra
+    task: str | None = option(one_of(PRETRAINING_TASKS), None)
     mlm_probability: float = option(OPEN_UNIT_INTERVAL, 0.15)  # the fraction of tokens masked
     # the optimization
     steps: int = option(POSITIVE_INT, 2000)  # optimizer steps
@@ -192,6 +209,34 @@ class TrainingArguments(BackendOptions):
         if self.corpus is not None and self.corpus not in CORPUS_NAMES:  # absolute: --resume and eval find it anywhere
             self.corpus = os.path.abspath(self.corpus)
         _check_precision(self.precision, self.dtype)
+        if self.task is None:  # not given: the objective's own
+            self.task = "mlm" if self.objective in ("distillation", "electra") else "nsp"  # ELECTRA: no NSP, packed
+        self._check_distillation()
+        if self.objective == "electra" and (self.init_from or self.fast):
+            raise ValueError(f"--objective electra trains a generator and a discriminator from fresh weights with "
+                             f"numpy_bert/electra.py; drop {'--init-from' if self.init_from else '--fast'}")
+
+    def _check_distillation(self) -> None:
+        """--objective distillation: a teacher folder, packed MLM-only sequences, a student made from the teacher."""
+        if self.objective != "distillation":
+            if self.teacher is not None:
+                raise ValueError("--teacher is for --objective distillation")
+            return
+        if self.teacher is None:
+            raise ValueError("--objective distillation needs --teacher MODEL: a BERT masked-LM folder, or python-docs")
+        if self.task != "mlm":
+            raise ValueError(f"--objective distillation trains on packed MLM-only sequences (--no-nsp); "
+                             f"drop --{self.task}: DistilBERT has no next-sentence or sentence-order head")
+        if self.init_from or self.fast:
+            raise ValueError(f"--objective distillation initialises the student from --teacher with "
+                             f"numpy_bert/distilbert.py; drop {'--init-from' if self.init_from else '--fast'}")
+        if self.alpha_ce + self.alpha_mlm + self.alpha_cos == 0:
+            raise ValueError("--alpha-ce, --alpha-mlm and --alpha-cos are all 0: nothing to learn")
+        if not os.path.isfile(os.path.join(named_model_dir(self.teacher), CONFIG_NAME)):
+            raise ValueError(f"--teacher {self.teacher!r} is neither a named model (python-docs) nor a folder with a "
+                             "config.json")
+        if os.path.isdir(self.teacher):  # so that --resume finds it from any folder
+            self.teacher = os.path.abspath(self.teacher)
 
     def for_run_folder(self, resume: bool, explicit: Set[str] = frozenset()) -> TrainingArguments:
         """The options a ``train`` command runs with, after a look at the run folder ``out``.

@@ -39,19 +39,20 @@ arithmetic in the same order when given the same numbers.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, save_tensors
-from ..config import PRESETS, BertConfig
+from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, read_json_object, save_tensors
+from ..config import CONFIG_NAME, PRESETS, BertConfig, ElectraConfig
 from ..data.corpus import CORPUS_NAMES, DEFAULT_CORPUS_NAME, Corpus, load_corpus, load_named_corpus
 from ..data.masking import MaskingCollator
 from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
@@ -157,11 +158,27 @@ def model_config(args: TrainingArguments, vocab_size: int) -> BertConfig:
     elif args.config in PRESETS:
         config = BertConfig.from_preset(args.config, **overrides)
     else:
-        config = BertConfig.from_pretrained(args.config).replace(**overrides)
+        config = folder_config(args.config).replace(**overrides)
+    if isinstance(config, ElectraConfig) and args.objective != "electra":
+        raise ValueError(f"--config {args.config!r} holds an ELECTRA config; train it with --objective electra")
     if args.seq_len > config.max_position_embeddings:
         raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_position_embeddings "
                          f"({config.max_position_embeddings})")
     return config
+
+
+def folder_config(folder: str | os.PathLike) -> BertConfig:
+    """The config.json of a --config folder: a BertConfig, or an ElectraConfig (--objective electra reads
+    its embedding_size; from a BertConfig it makes embedding_size = hidden_size)."""
+    path = os.path.join(folder, CONFIG_NAME)
+    is_electra = os.path.isfile(path) and read_json_object(path).get("model_type") == ElectraConfig.model_type
+    return (ElectraConfig if is_electra else BertConfig).from_pretrained(folder)
+
+
+def model_type(folder: str | os.PathLike) -> str | None:
+    """The "model_type" of a model folder's config.json (None without one: from_pretrained then says so)."""
+    path = os.path.join(named_model_dir(folder), CONFIG_NAME)
+    return read_json_object(path).get("model_type") if os.path.isfile(path) else None
 
 
 def lr_schedule(warmup: float, steps: int) -> LinearWarmupDecay:
@@ -232,7 +249,12 @@ class NumpyBackend:
     @classmethod
     def create(cls, config: BertConfig, args: TrainingArguments) -> NumpyBackend:
         """A freshly initialised model (seeded by ``--seed``) with BERT's AdamW and the lr schedule."""
-        backend = cls(_model_class(args)(config, seed=args.seed, dtype=np.dtype(args.dtype)))
+        return cls.for_model(_model_class(args)(config, seed=args.seed, dtype=np.dtype(args.dtype)), args)
+
+    @classmethod
+    def for_model(cls, model, args: TrainingArguments) -> NumpyBackend:
+        """A backend that trains ``model``: its dropout drawn from ``--seed`` + 1, BERT's AdamW, the lr schedule."""
+        backend = cls(model)
         backend.dropout_masks = GeneratorMasks(args.seed + 1)  # kept, to save its generator's state
         backend.model.set_dropout_masks(backend.dropout_masks)
         schedule = lr_schedule(args.warmup, args.steps)
@@ -244,7 +266,10 @@ class NumpyBackend:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> NumpyBackend:
-        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head."""
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head (a
+        DistilBERT, from train --objective distillation or transformers, goes to that objective's backend)."""
+        if model_type(folder) == "distilbert":
+            return objective_backend(cls, "distillation").from_pretrained(folder, options)
         model, info = _model_class(options).from_pretrained(folder, dtype=np.float32, output_loading_info=True)
         check_masked_lm_head(info, folder)
         return cls(model)
@@ -309,6 +334,33 @@ def _model_class(options: BackendOptions) -> type[BertForPreTraining]:
 
 
 # =============================================================================
+# Objectives: the training backend of each --objective
+# =============================================================================
+
+# The backend class that trains each --objective (arguments.OBJECTIVES) other than "mlm", BERT's own
+# (which is the backend the command line runs with, NumpyBackend or TorchBackend), by the ``name`` of that
+# backend: "module:class", imported when chosen (these modules import this one, and numpy_bert never
+# imports torch_bert). A new objective adds its line here, e.g. "distillation": {...}.
+OBJECTIVE_BACKENDS: dict[str, dict[str, str]] = {
+    "electra": {"numpy_bert": "numpy_bert.training.electra:ElectraNumpyBackend",
+                "torch_bert": "torch_bert.training.electra:ElectraTorchBackend"},
+    "distillation": {"numpy_bert": "numpy_bert.training.distillation:DistillationNumpyBackend"},
+}
+
+
+def objective_backend(backend_cls, objective: str):
+    """The backend class that trains ``objective`` the way ``backend_cls`` computes (``backend_cls`` itself for mlm)."""
+    if objective == "mlm":
+        return backend_cls
+    backends = OBJECTIVE_BACKENDS[objective]
+    if backend_cls.name not in backends or hasattr(backend_cls, "barrier"):  # barrier: several processes
+        raise ValueError(f"--objective {objective} trains with {' or '.join(f'python -m {name}' for name in backends)} "
+                         f"in one process, not with {backend_cls.__name__}")
+    module, _, name = backends[backend_cls.name].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# =============================================================================
 # The trainer
 # =============================================================================
 
@@ -322,17 +374,22 @@ class MetricsWindow:
 
     steps: int = 0
     loss: float = 0.0
-    mlm_loss: float = 0.0
-    nsp_loss: float = 0.0
+    mlm_loss: float | None = None  # None: not reported by this run's backend (ELECTRA's reports other figures)
+    nsp_loss: float | None = None
     grad_norm: float = 0.0
     tokens: int = 0  # real (non-padding) tokens
     seconds: float = 0.0
+    # The sums of the other figures an --objective's backend reports (ELECTRA: generator_loss, ...), by name.
+    objective: dict[str, float] = field(default_factory=dict)
 
     def add(self, losses: dict[str, float], grad_norm: float, tokens: int, seconds: float) -> None:
         self.steps += 1
         self.loss += losses["loss"]
-        self.mlm_loss += losses["mlm_loss"]
-        self.nsp_loss += losses["nsp_loss"]
+        for name in ("mlm_loss", "nsp_loss"):
+            if name in losses:
+                setattr(self, name, (getattr(self, name) or 0.0) + losses[name])
+        for name in losses.keys() - {"loss", "mlm_loss", "nsp_loss"}:
+            self.objective[name] = self.objective.get(name, 0.0) + losses[name]
         self.grad_norm += grad_norm
         self.tokens += tokens
         self.seconds += seconds
@@ -340,11 +397,11 @@ class MetricsWindow:
     def row(self, step: int, lr: float, with_nsp: bool = True) -> dict[str, Any]:
         """The logged row; ``with_nsp`` False for an MLM-only run, which has no NSP loss to report."""
         n = self.steps
-        row = {"split": "train", "step": step, "loss": self.loss / n, "mlm_loss": self.mlm_loss / n,
-               "nsp_loss": self.nsp_loss / n, "lr": lr, "grad_norm": self.grad_norm / n,
+        reported = {"mlm_loss": self.mlm_loss, "nsp_loss": self.nsp_loss if with_nsp else None, **self.objective}
+        row = {"split": "train", "step": step, "loss": self.loss / n,
+               **{name: total / n for name, total in sorted(reported.items()) if total is not None},
+               "lr": lr, "grad_norm": self.grad_norm / n,
                "tokens": self.tokens, "tokens_per_s": self.tokens / max(self.seconds, 1e-9)}
-        if not with_nsp:
-            del row["nsp_loss"]
         return row
 
 
@@ -381,6 +438,7 @@ class Trainer:
 
     def __init__(self, args: TrainingArguments, backend_cls, resume: bool = False):
         self.args, self.resume = args, resume
+        backend_cls = objective_backend(backend_cls, args.objective)
         # With several processes (torch_bert/training/distributed.py) only the main one writes files and prints.
         self.is_main_process = getattr(backend_cls, "is_main_process", lambda: True)()
         self.run = RunFolder(args.out)
@@ -412,8 +470,9 @@ class Trainer:
         """The run's vocabulary: trained once, then read back from the run folder (on resume)."""
         if self.resume and (self.run.path / VOCAB_NAME).is_file():
             return BertTokenizer.from_pretrained(self.run.path)
-        if self.args.init_from:  # a pretrained model comes with its own vocabulary
-            tokenizer = BertTokenizer.from_pretrained(named_model_dir(self.args.init_from))
+        pretrained = self.args.init_from or self.args.teacher  # a distillation's student reads its teacher's
+        if pretrained:  # a pretrained model comes with its own vocabulary
+            tokenizer = BertTokenizer.from_pretrained(named_model_dir(pretrained))
         else:
             tokenizer = train_tokenizer(corpus, self.args.vocab_size)
         if self.is_main_process:
@@ -470,6 +529,9 @@ class Trainer:
         lr = self.args.lr * self.schedule(self.step)
         losses = self.backend.forward_backward(batches)
         if not math.isfinite(losses["loss"]):
+            if self.args.objective != "mlm":
+                self._stop(f"the loss is {losses['loss']} (" + ", ".join(
+                    f"{name} {value}" for name, value in losses.items() if name != "loss") + ")")
             self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, NSP {losses['nsp_loss']})"
                        if self.args.task != "mlm" else f"the MLM loss is {losses['mlm_loss']}")
         grad_norm = self.backend.clip_gradients(self.args.clip)
@@ -502,7 +564,10 @@ class Trainer:
         if not self.is_main_process:  # the main process evaluates alone (None here)
             self._wait_for_main_process()
             return None
-        metrics = evaluate(self.backend.predict, self.validation)
+        # A backend whose objective has figures of its own (ELECTRA's discriminator) evaluates itself.
+        backend_evaluate = getattr(self.backend, "evaluate", None)
+        metrics = (backend_evaluate(self.validation) if backend_evaluate
+                   else evaluate(self.backend.predict, self.validation))
         self.run.append_metrics({"split": "validation", "step": self.step, **metrics})
         progress.write(f"step {self.step}: validation {format_metrics(metrics)}")
         if self.args.plots:
@@ -558,6 +623,8 @@ class Trainer:
     def _load_state(self, state: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
         """Everything of a checkpoint but the weights: optimizer, RNGs, data position, logging window."""
         written = json.loads(json_bytes(self._state_json(self.backend.training_state()[1])))  # as JSON has it
+        if isinstance(state.get("metrics_window"), dict):  # a checkpoint of a version without it
+            state["metrics_window"].setdefault("objective", {})
         check_same_structure(state, written, "")
         step = state["step"]
         if not 0 < step <= self.args.steps:
@@ -571,7 +638,8 @@ class Trainer:
         params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())
         tokens = self.args.batch_size * self.args.grad_accum * self.args.seq_len
         size = Path(self.args.init_from or self.args.config).name  # a preset, or a model or config folder's name
-        print(f"{self.backend.name}: pre-training a {size} BERT ({params / 1e6:.2f}M parameters, "
+        model = getattr(self.backend, "description", f"a {size} BERT")  # an --objective's backend may say more
+        print(f"{self.backend.name}: pre-training {model} ({params / 1e6:.2f}M parameters, "
               f"vocabulary {self.config.vocab_size}) on {self.corpus_name} "
               f"({self.stream.examples_per_epoch} {'sequences' if self.args.task == 'mlm' else 'pairs'} per epoch), "
               f"{self.args.steps} steps of "

@@ -15,6 +15,8 @@ Layout (``RUN`` is the ``--out`` folder)::
       checkpoint-<step>/          config.json, model.safetensors, vocab.txt, tokenizer_config.json,
                                   training_state.safetensors (optimizer moments, RNG states),
                                   training_state.json (step, data-stream position, RNG states, ...)
+      generator/                  --objective electra: the generator (the model above is the
+                                  discriminator); checkpoints hold one too
 
 Why a ``latest`` pointer rather than a fixed ``checkpoint/`` folder: a checkpoint is
 several files, and no file system can replace a whole folder of files in one
@@ -67,11 +69,12 @@ CHECKPOINT_PREFIX = "checkpoint-"
 TMP_SUFFIX = ".tmp"
 # The files a run writes, by name: the only ones it replaces or deletes (with their temporaries).
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME, TOKENIZER_CONFIG_NAME)
-CHECKPOINT_FILES = (*MODEL_FILES, STATE_TENSORS_NAME, STATE_JSON_NAME)
+GENERATOR_DIR = "generator"  # --objective electra: the generator's model, beside the discriminator's
+CHECKPOINT_FILES = (*MODEL_FILES, STATE_TENSORS_NAME, STATE_JSON_NAME, GENERATOR_DIR)
 PLOT_NAMES = ("loss.png", "accuracy.png", "perplexity.png", "learning_rate.png", "validation.png",
               "confusion_matrix.png")
-RUN_FILES = (MARKER_NAME, ARGS_NAME, METRICS_NAME, ENVIRONMENT_NAME, LATEST_NAME, *MODEL_FILES, "metrics.json",
-             "misclassified.jsonl", "manifest.json")
+RUN_FILES = (MARKER_NAME, ARGS_NAME, METRICS_NAME, ENVIRONMENT_NAME, LATEST_NAME, *MODEL_FILES, GENERATOR_DIR,
+             "metrics.json", "misclassified.jsonl", "manifest.json")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
