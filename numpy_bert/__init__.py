@@ -6,13 +6,21 @@ erf, layers, config, outputs, modeling_utils, modeling (BERT itself), heads
 machinery around it: text/, data/, fast/, pipelines/, training/, cli/.
 """
 
-from .config import PRESETS, BertConfig
+from .albert import AlbertForMaskedLM, AlbertForPreTraining, AlbertModel
+from .config import PRESETS, AlbertConfig, BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig
+from .distilbert import DistilBertForMaskedLM, DistilBertModel
+from .electra import ElectraForMaskedLM, ElectraForPreTraining, ElectraModel
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .layers import GeneratorMasks, KeyedMasks
 from .modeling import BertForMaskedLM, BertForPreTraining, BertModel
 from .pipelines.pipeline import pipeline
+from .roberta import RobertaForMaskedLM, RobertaModel
+from .text.byte_level_bpe import RobertaTokenizer
 from .text.tokenization import BertTokenizer
 
-__all__ = ["PRESETS", "BertConfig", "BertForMaskedLM", "BertForPreTraining", "BertForQuestionAnswering",
+__all__ = ["PRESETS", "AlbertConfig", "AlbertForMaskedLM", "AlbertForPreTraining", "AlbertModel",
+           "BertConfig", "BertForMaskedLM", "BertForPreTraining", "BertForQuestionAnswering",
            "BertForSequenceClassification", "BertForTokenClassification", "BertModel", "BertTokenizer",
-           "GeneratorMasks", "KeyedMasks", "pipeline"]
+           "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertModel", "ElectraConfig", "ElectraForMaskedLM",
+           "ElectraForPreTraining", "ElectraModel", "GeneratorMasks", "KeyedMasks", "RobertaConfig",
+           "RobertaForMaskedLM", "RobertaModel", "RobertaTokenizer", "pipeline"]

@@ -1,1 +1,1 @@
-"""Text to token ids: the WordPiece tokenizer and the trainer of its vocabulary."""
+"""Text to token ids: BERT's WordPiece and RoBERTa's byte-level BPE, each with the trainer of its vocabulary."""
