@@ -110,7 +110,7 @@ def test_an_old_args_json_loads(old_train_args):
     newer = {"overwrite_output_dir": False}  # options added since: the same keys, and new ones at their defaults
     newer_in_train = {**newer, "mlm_probability": 0.15, "objective": "mlm", "generator_size": 0.25,
                       "discriminator_weight": 50.0, "teacher": None, "temperature": 2.0, "alpha_ce": 5.0,
-                      "alpha_mlm": 2.0, "alpha_cos": 1.0}
+                      "alpha_mlm": 2.0, "alpha_cos": 1.0, "architecture": "bert"}
     args = TrainingArguments.from_dict(old_train_args)
     assert args.to_dict() == {**old_train_args, "device": None, "precision": "fp32", **newer_in_train}
     torch_args = {k: v for k, v in old_train_args.items() if k != "fast"} | {"device": "cpu", "precision": "bf16"}

@@ -35,6 +35,7 @@ from ..config import PRESETS
 from ..pipelines.fill_mask import fill_mask, format_fill_mask
 from ..text.tokenization import BertTokenizer
 from ..training.arguments import (
+    ARCHITECTURES,
     DTYPES,
     MASKING_STRATEGIES,
     OBJECTIVES,
@@ -42,10 +43,19 @@ from ..training.arguments import (
     FinetuningArguments,
     TrainingArguments,
 )
-from ..training.evaluation import evaluate, format_metrics
+from ..training.evaluation import format_metrics
 from ..training.export import EXPORT_DTYPES, export_run
 from ..training.plots import plot_runs
-from ..training.pretraining import NumpyBackend, Trainer, TrainingDiverged, load_corpus_splits, validation_batches
+from ..training.pretraining import (
+    NumpyBackend,
+    Trainer,
+    TrainingDiverged,
+    evaluate_backend,
+    evaluation_task,
+    load_corpus_splits,
+    max_sequence_length,
+    validation_batches,
+)
 from ..training.run_folder import RunFolder
 from .arguments import (
     add_optimizer_arguments,
@@ -105,6 +115,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "(numpy_bert/training/electra.py); distillation: DistilBERT's, a student of half the "
                             "layers of --teacher learns its softened MLM predictions "
                             "(numpy_bert/training/distillation.py)")
+    model.add_argument("--architecture", choices=ARCHITECTURES,
+                       help="mlm: the network to pre-train. bert: BertForPreTraining (MLM + NSP/SOP); roberta: "
+                            "RobertaForMaskedLM, MLM alone on packed sequences (--nsp/--sop refused); albert: "
+                            "AlbertForPreTraining, MLM + sentence-order prediction (the default --sop; --no-nsp: "
+                            "AlbertForMaskedLM), embedding_size min(128, hidden size), one shared layer group. Each "
+                            "reads --config through its own config class and uses the WordPiece vocabulary trained "
+                            "on the corpus, as BERT does (train does not use the byte-level BPE tokenizer). "
+                            "Default: the model_type of a --config or --init-from folder, else bert")
     model.add_argument("--generator-size", type=decay_factor, metavar="FRACTION",
                        help="electra: the generator's hidden size, feed-forward size and heads as a fraction of "
                             "the model's (the paper's small models: 1/4)")
@@ -149,10 +167,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "every epoch (BERT); whole-word; span (SpanBERT)")
     task = data.add_mutually_exclusive_group()
     task.add_argument("--nsp", dest="task", action="store_const", const="nsp",
-                      help="next-sentence prediction (BERT; the default, but --objective distillation and electra: "
-                           "--no-nsp)")
+                      help="next-sentence prediction (BERT; the default, but --objective distillation and electra "
+                           "and --architecture roberta: --no-nsp, --architecture albert: --sop)")
     task.add_argument("--sop", dest="task", action="store_const", const="sop",
-                      help="sentence-order prediction (ALBERT)")
+                      help="sentence-order prediction (ALBERT's; BERT's NSP head can learn it too)")
     task.add_argument("--no-nsp", dest="task", action="store_const", const="mlm",
                       help="masked LM only, on sequences packed to --seq-len across sentence and document "
                            "boundaries (RoBERTa, Cramming)")
@@ -275,14 +293,14 @@ def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> 
     folder = Path(named_model_dir(args.run))
     saved = _run_arguments(folder)
     tokenizer = BertTokenizer.from_pretrained(folder)
-    loaded = backend.from_pretrained(folder, options)
+    loaded = backend.from_pretrained(folder, options)  # by its model_type: BERT, RoBERTa, ALBERT, ELECTRA, ...
     corpus = args.corpus or saved.get("corpus")
     _, validation = load_corpus_splits(corpus)
     batches = validation_batches(validation, tokenizer, args.seq_len or saved.get("seq_len", 128),
                                  args.batch_size or saved.get("batch_size", 32),
-                                 args.task or saved.get("task", "nsp"),
+                                 args.task or saved.get("task") or evaluation_task(loaded.model),
                                  args.max_batches or saved.get("eval_batches"))
-    metrics = evaluate(loaded.predict, batches)
+    metrics = evaluate_backend(loaded, batches)  # ELECTRA's: the discriminator's figures too
     sequences = sum(len(batch["input_ids"]) for batch in batches)
     print(f"{folder}: {len(batches)} validation batches of {validation.name} ({sequences} sequences, "
           f"{metrics['masked_tokens']} masked tokens)")
@@ -295,8 +313,9 @@ def fill_mask_command(args: argparse.Namespace, options: BackendOptions, backend
     folder = Path(named_model_dir(args.run))
     tokenizer = BertTokenizer.from_pretrained(folder)
     loaded = backend.from_pretrained(folder, options)
+    model = getattr(loaded.model, "generator", loaded.model)  # an ELECTRA run fills masks with its generator
     predictions = fill_mask(loaded.predict, tokenizer, args.text, args.top_k,
-                            max_length=loaded.model.config.max_position_embeddings)
+                            max_length=max_sequence_length(model.config))
     print(format_fill_mask(args.text, predictions))
     return 0
 
@@ -321,7 +340,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
 def format_run_table(runs: dict[str, list[dict]]) -> str:
     """A Markdown table: per run, its last step, median speed, last validation figures and tokens seen."""
-    lines = ["| run | steps | tokens/s (median) | validation step | MLM accuracy | perplexity | NSP accuracy "
+    lines = ["| run | steps | tokens/s (median) | validation step | MLM accuracy | perplexity | NSP/SOP accuracy "
              "| tokens |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, rows in runs.items():
@@ -329,7 +348,8 @@ def format_run_table(runs: dict[str, list[dict]]) -> str:
         validation = [r for r in rows if r.get("split") == "validation"]
         speed = f"{statistics.median(r['tokens_per_s'] for r in train):,.0f}" if train else "-"
         last = validation[-1] if validation else {}
-        nsp = f"{last['nsp_accuracy']:.1%}" if "nsp_accuracy" in last else "-"  # none for an MLM-only run
+        pair = last.get("nsp_accuracy", last.get("sop_accuracy"))  # BERT's head or ALBERT's; none: MLM only
+        nsp = "-" if pair is None else f"{pair:.1%}"
         figures = ([f"{last['step']:,}", f"{last['mlm_accuracy']:.1%}", f"{last['perplexity']:.1f}", nsp]
                    if last else ["-"] * 4)
         tokens = f"{sum(r['tokens'] for r in train):,}" if train and all("tokens" in r for r in train) else "-"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
-from ..checkpoint import named_model_dir
+from ..checkpoint import named_model_dir, read_json_object
 from ..config import CONFIG_NAME, PRESETS
 from ..data.corpus import CORPUS_NAMES
 from ..data.finetune_data import TASKS as FINETUNING_TASKS
@@ -34,6 +34,12 @@ MASKING_STRATEGIES = {"dynamic": "token", "static": "token", "whole-word": "whol
 # ELECTRA's replaced-token detection (numpy_bert/training/electra.py). A new objective adds its name here
 # and its backend in numpy_bert/training/pretraining.py's OBJECTIVE_BACKENDS.
 OBJECTIVES = ("mlm", "electra", "distillation")  # distillation: DistilBERT's (numpy_bert/training/distillation.py)
+# The network that --objective mlm pre-trains (--architecture), by config.json's model_type: BERT
+# (BertForPreTraining), RoBERTa (RobertaForMaskedLM: MLM alone) or ALBERT (AlbertForPreTraining with
+# sentence-order prediction, AlbertForMaskedLM with --no-nsp); numpy_bert/training/pretraining.py builds them.
+ARCHITECTURES = ("bert", "roberta", "albert")
+# The pair task each architecture trains when --nsp/--sop/--no-nsp is not given (RoBERTa: none, packed MLM).
+ARCHITECTURE_TASKS = {"bert": "nsp", "roberta": "mlm", "albert": "sop"}
 # [CLS] A [SEP] B [SEP] (or question and context) with room for both segments.
 MIN_SEQUENCE_LENGTH = 8
 
@@ -97,6 +103,16 @@ def _check_precision(precision: str, dtype: str) -> None:
         raise ValueError(f"--precision {precision} mixes half precision into float32 training; use --dtype float32")
 
 
+def folder_model_type(folder: str | None) -> str | None:
+    """The model_type in ``folder``/config.json (a --config or --init-from folder); None for a preset, a named
+    model (python-docs and minilm are BERTs) or a folder without one."""
+    path = os.path.join(folder, CONFIG_NAME) if folder else ""
+    if not os.path.isfile(path):
+        return None
+    data = read_json_object(path)
+    return data.get("model_type", "bert")  # a config.json of numpy_bert before model_type was written: a BERT
+
+
 # ---- the options -----------------------------------------------------------------------------
 
 Options = TypeVar("Options", bound="BackendOptions")  # any of the classes below
@@ -158,6 +174,9 @@ class TrainingArguments(BackendOptions):
     plots: bool = option(SWITCH, True)  # redraw plots/*.png at every evaluation
     # the model
     objective: str = option(one_of(OBJECTIVES), "mlm")  # BERT's MLM (+ --task), or ELECTRA's replaced-token detection
+    # mlm: the network pre-trained; None (not given): the --config/--init-from folder's model_type, else bert.
+    # The other objectives choose their own models and keep None.
+    architecture: str | None = option(one_of(ARCHITECTURES), None)
     generator_size: float = option(DECAY_FACTOR, 0.25)  # electra: the generator's width, a fraction of the model's
     discriminator_weight: float = option(POSITIVE, 50.0)  # electra: λ in generator loss + λ · discriminator loss
     # distillation: the BERT teacher, and L = α_ce τ² KL + α_mlm MLM + α_cos (1 - cos) with the defaults of the
@@ -209,12 +228,44 @@ class TrainingArguments(BackendOptions):
         if self.corpus is not None and self.corpus not in CORPUS_NAMES:  # absolute: --resume and eval find it anywhere
             self.corpus = os.path.abspath(self.corpus)
         _check_precision(self.precision, self.dtype)
-        if self.task is None:  # not given: the objective's own
-            self.task = "mlm" if self.objective in ("distillation", "electra") else "nsp"  # ELECTRA: no NSP, packed
+        self._check_architecture()
+        if self.task is None:  # not given: the objective's own, or the architecture's
+            self.task = ("mlm" if self.objective in ("distillation", "electra")  # ELECTRA: no NSP, packed
+                         else ARCHITECTURE_TASKS[self.architecture])
         self._check_distillation()
         if self.objective == "electra" and (self.init_from or self.fast):
             raise ValueError(f"--objective electra trains a generator and a discriminator from fresh weights with "
                              f"numpy_bert/electra.py; drop {'--init-from' if self.init_from else '--fast'}")
+
+    def _check_architecture(self) -> None:
+        """--architecture: given, or the model_type of the --config (or --init-from) folder, or bert; what
+        each family member cannot train is refused here, before any file is written."""
+        if self.objective != "mlm":
+            if self.architecture is not None:
+                raise ValueError(f"--architecture is for --objective mlm: --objective {self.objective} trains "
+                                 f"its own models (numpy_bert/training/{self.objective}.py); drop --architecture")
+            return
+        folder_option, folder = (("--init-from", self.init_from) if self.init_from else
+                                 ("--config", None if self.config in PRESETS else self.config))
+        family = folder_model_type(folder)  # a BERT config's sizes serve any architecture; a family's, its own
+        if self.init_from and self.architecture not in (None, family or "bert"):  # named models are BERTs
+            raise ValueError(f"--init-from {self.init_from!r} holds a {family or 'bert'} model, whose weights do not "
+                             f"fit --architecture {self.architecture}; drop --architecture (it follows the model)")
+        if family in ARCHITECTURES and family != "bert" and self.architecture not in (None, family):
+            raise ValueError(f"--architecture {self.architecture} contradicts {folder_option} {folder!r}, whose "
+                             f"config.json has model_type {family!r}; drop one of them")
+        self.architecture = self.architecture or (family if family in ARCHITECTURES else "bert")
+        if self.architecture == "bert":
+            return
+        if self.fast:
+            raise ValueError(f"--fast is BERT's fused path (numpy_bert/fast/); drop it for --architecture "
+                             f"{self.architecture}")
+        if self.architecture == "roberta" and self.task not in (None, "mlm"):
+            raise ValueError(f"--architecture roberta trains masked LM alone on packed sequences (RoBERTa has no "
+                             f"sentence task); drop --{self.task}")
+        if self.architecture == "albert" and self.task == "nsp":
+            raise ValueError("--architecture albert's sentence head predicts sentence order: use --sop (the "
+                             "default) or --no-nsp, not --nsp")
 
     def _check_distillation(self) -> None:
         """--objective distillation: a teacher folder, packed MLM-only sequences, a student made from the teacher."""
@@ -257,7 +308,8 @@ class TrainingArguments(BackendOptions):
         compute what the uninterrupted one would have. An option that an older args.json
         lacks takes this command line's value.
         """
-        restored = self.from_dict({**self.to_dict(), **saved})
+        # An args.json from before --architecture: its run's own options decide it (its model_type), not this command's.
+        restored = self.from_dict({**self.to_dict(), "architecture": None, **saved})
         conflicts = [f"{flag(name)} {getattr(self, name)!r} (the run has {getattr(restored, name)!r})"
                      for name in sorted(explicit & (saved.keys() - self.RESUMABLE_CHANGES))
                      if getattr(self, name) != getattr(restored, name)]

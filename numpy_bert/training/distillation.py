@@ -148,6 +148,8 @@ class DistillationNumpyBackend(NumpyBackend):
         """The MLM metrics of :func:`~numpy_bert.training.evaluation.evaluate`, and the KL and cosine terms,
         means over all the batches' masked tokens and real tokens (in evaluation mode)."""
         metrics = evaluate(self.predict, batches)
+        if self.distiller is None:  # a model loaded to evaluate (python -m numpy_bert eval): no teacher to compare
+            return metrics
         masked = [int((batch["labels"] != IGNORE_INDEX).sum()) for batch in batches]
         real = [int(batch["attention_mask"].sum()) for batch in batches]
         parts = [self.distiller.forward(batch) for batch in batches]  # the model is in evaluation mode (predict)

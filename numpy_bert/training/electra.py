@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import load_weights
-from ..config import IGNORE_INDEX, BertConfig, ElectraConfig
+from ..config import CONFIG_NAME, IGNORE_INDEX, BertConfig, ElectraConfig
 from ..electra import ElectraForMaskedLM, ElectraForPreTraining
 from ..layers import GeneratorMasks, KeyedMasks, softmax
 from ..nn import Module
@@ -180,6 +180,14 @@ class ReplacedTokenDetection(Module):
         self.generator.load_state_dict(load_weights(Path(folder) / GENERATOR_DIR))  # shared: the same values
 
 
+def check_has_generator(folder: str | os.PathLike) -> None:
+    """Refuse an ELECTRA folder without generator/ (a discriminator alone): eval and fill-mask need both models."""
+    if not (Path(folder) / GENERATOR_DIR / CONFIG_NAME).is_file():
+        raise ValueError(f"{os.fspath(folder)} holds an ELECTRA discriminator without its generator "
+                         f"({GENERATOR_DIR}/): eval and fill-mask need the generator's masked-LM head; give the "
+                         "folder of a train --objective electra run")
+
+
 def validation_metrics(run, batches: list[dict[str, np.ndarray]], discriminator_weight: float) -> dict[str, Any]:
     """The generator's metrics (BERT's MLM ones) and the discriminator's, over all masked tokens and all
     real tokens of all ``batches``; ``run(batch, rng)`` is a :class:`ReplacedTokenDetectionOutput` of
@@ -242,6 +250,7 @@ class ElectraNumpyBackend(NumpyBackend):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> ElectraNumpyBackend:
         """A run folder (or checkpoint) of --objective electra: the discriminator and generator/."""
+        check_has_generator(folder)
         return cls(ReplacedTokenDetection.from_pretrained(folder))
 
     @staticmethod

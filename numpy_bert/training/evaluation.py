@@ -5,7 +5,8 @@ that returns NumPy arrays::
 
     mlm_logits, nsp_logits = predict(batch)   # (N, V) at the N positions where
                                               # batch["labels"] != -100, in row-major
-                                              # order; (B, 2) next-sentence logits
+                                              # order; (B, 2) next-sentence (or ALBERT's
+                                              # sentence-order) logits, None without that head
 
 so the arithmetic of the metrics lives here once, in float64, whichever backend
 ran the model.
@@ -33,8 +34,11 @@ def _nll_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int
     return float(nll), int((log_probs.argmax(axis=-1) == labels).sum())
 
 
-def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, Any]:
+def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]], pair: str = "nsp") -> dict[str, Any]:
     """MLM and next-sentence metrics over all ``batches`` (MLM only when they hold no next_sentence_label).
+
+    ``pair`` names the sentence-pair metrics after the model's head: "nsp" (nsp_loss, nsp_accuracy;
+    BERT's head, whether the pairs are --nsp or --sop ones) or "sop" (ALBERT's sop_classifier).
 
     Losses are means over all masked tokens (MLM) and all pairs (NSP) of all the
     batches, not means of per-batch means, so they do not depend on how the data
@@ -50,6 +54,9 @@ def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict
         nll, correct = _nll_and_correct(mlm_logits, labels)
         mlm_nll, mlm_correct, masked = mlm_nll + nll, mlm_correct + correct, masked + len(labels)
         if "next_sentence_label" in batch:
+            if nsp_logits is None:
+                raise ValueError("the model has no sentence-pair head to evaluate on next-sentence or "
+                                 "sentence-order pairs; evaluate it with --no-nsp")
             nll, correct = _nll_and_correct(nsp_logits, batch["next_sentence_label"])
             nsp_nll, nsp_correct, pairs = nsp_nll + nll, nsp_correct + correct, pairs + len(nsp_logits)
     if masked == 0:
@@ -58,12 +65,17 @@ def evaluate(predict: Predict, batches: Iterable[dict[str, np.ndarray]]) -> dict
     metrics = {"loss": mlm_loss, "mlm_loss": mlm_loss, "mlm_accuracy": mlm_correct / masked,
                "perplexity": math.exp(mlm_loss), "masked_tokens": masked}
     if pairs:
-        metrics.update(loss=mlm_loss + nsp_nll / pairs, nsp_loss=nsp_nll / pairs, nsp_accuracy=nsp_correct / pairs,
-                       pairs=pairs)
+        metrics.update({"loss": mlm_loss + nsp_nll / pairs, f"{pair}_loss": nsp_nll / pairs,
+                        f"{pair}_accuracy": nsp_correct / pairs, "pairs": pairs})
     return metrics
+
+
+# The accuracies besides MLM's that a run may report: BERT's NSP head, ALBERT's SOP head, ELECTRA's discriminator.
+OTHER_ACCURACIES = {"nsp_accuracy": "NSP accuracy", "sop_accuracy": "SOP accuracy",
+                    "discriminator_accuracy": "discriminator accuracy"}
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     text = (f"loss {metrics['loss']:.4f} | MLM accuracy {metrics['mlm_accuracy']:.4f}, "
             f"perplexity {metrics['perplexity']:.2f}")
-    return text + (f" | NSP accuracy {metrics['nsp_accuracy']:.4f}" if "nsp_accuracy" in metrics else "")
+    return text + "".join(f" | {name} {metrics[key]:.4f}" for key, name in OTHER_ACCURACIES.items() if key in metrics)

@@ -8,7 +8,9 @@ a BertForMaskedLM, the model transformers' run_mlm.py saves: its pooler and NSP 
 learned anything, so they are left out (a model that needs a pooler initialises one, and says
 so). The folder loads like any checkpoint
 (``from_pretrained`` upcasts float16 to the model's float32), in transformers too, and
-``eval`` finds the training options in its args.json.
+``eval`` finds the training options in its args.json. A RoBERTa or ALBERT run is written as it was
+trained (RobertaForMaskedLM; AlbertForPreTraining, or AlbertForMaskedLM with --no-nsp), and an
+ELECTRA run (--objective electra) with its generator in generator/, cast the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from ..checkpoint import atomic_write_bytes, json_bytes, load_weights, read_json_object, save_model_files
 from ..config import CONFIG_NAME
 from ..text.tokenization import BertTokenizer
-from .run_folder import ARGS_NAME, ENVIRONMENT_NAME, METRICS_NAME, PLOTS_DIR, RunFolder
+from .run_folder import ARGS_NAME, ENVIRONMENT_NAME, GENERATOR_DIR, METRICS_NAME, PLOTS_DIR, RunFolder
 
 MANIFEST_NAME = "manifest.json"
 EXPORT_DTYPES = ("float16", "float32")
@@ -37,17 +39,21 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "flo
     if dtype not in EXPORT_DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
     run, out = Path(run), Path(out)
-    tensors = load_weights(run)  # checked: whole, finite, saved with its config
-    config = read_json_object(run / CONFIG_NAME)
+    models = {Path(): model_files(run)}  # the model, and an ELECTRA run's generator beside it
+    if (run / GENERATOR_DIR / CONFIG_NAME).is_file():
+        models[Path(GENERATOR_DIR)] = model_files(run / GENERATOR_DIR)
     tokenizer = BertTokenizer.from_pretrained(run)
-    if trained_mlm_only(run):
-        tensors, config = as_masked_lm(tensors, config)
+    tensors, config = models[Path()]
+    if trained_mlm_only(run) and config.get("model_type", "bert") == "bert":
+        models[Path()] = as_masked_lm(tensors, config)
     if dtype == "float16":
-        check_representable(tensors, run)
+        for folder, (tensors, _) in models.items():
+            check_representable(tensors, run / folder)
     RunFolder(out).claim("export", "numpy_bert", overwrite_output_dir)
-    cast = {name: array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array
-            for name, array in tensors.items()}
-    save_model_files(out, config, cast)
+    for folder, (tensors, config) in models.items():
+        cast = {name: array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array
+                for name, array in tensors.items()}
+        save_model_files(out / folder, config, cast)
     tokenizer.save_pretrained(out)
     for name in RECORDS:
         if (run / name).is_file():
@@ -55,6 +61,11 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, dtype: str = "flo
     if (run / PLOTS_DIR).is_dir():
         shutil.copytree(run / PLOTS_DIR, out / PLOTS_DIR, dirs_exist_ok=True)
     return write_manifest(out, {"exported_from": os.fspath(run), "dtype": dtype})
+
+
+def model_files(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(tensors, config.json) of a model folder, its weights checked: whole, finite, saved with its config."""
+    return load_weights(folder), read_json_object(folder / CONFIG_NAME)
 
 
 def trained_mlm_only(run: Path) -> bool:

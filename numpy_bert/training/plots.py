@@ -22,6 +22,12 @@ def _series(rows: Sequence[dict[str, Any]], split: str, key: str) -> tuple[list[
     return [s for s, _ in points], [v for _, v in points]
 
 
+def _pair_task(rows: Sequence[dict[str, Any]]) -> str | None:
+    """"NSP", "SOP" (ALBERT's head), both, or None (an MLM-only run): the sentence task the rows' loss includes."""
+    tasks = [name for name in ("NSP", "SOP") if any(f"{name.lower()}_loss" in row for row in rows)]
+    return "/".join(tasks) or None
+
+
 def _save(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -51,8 +57,10 @@ def _plot(axes, steps: list[int], values: list[float], label: str, marker: str |
 def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, title: str = "") -> list[Path]:
     """Draw the curves of ``rows`` (metrics.jsonl) into ``folder``; returns the PNG paths.
 
-    * loss.png: train loss, its MLM part, and validation loss (cross-entropy, nats);
-    * accuracy.png: validation MLM and next-sentence accuracy;
+    * loss.png: train loss, its MLM part, and validation loss (cross-entropy, nats); an ELECTRA run's
+      generator (MLM) and discriminator losses instead (its total weighs the latter 50 times);
+    * accuracy.png: validation MLM accuracy and next-sentence (BERT), sentence-order (ALBERT) or
+      replaced-token detection (ELECTRA's discriminator) accuracy;
     * perplexity.png: validation MLM perplexity, exp(MLM loss), on a log scale;
     * learning_rate.png: the schedule (warm-up, then linear decay).
     """
@@ -62,11 +70,15 @@ def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, titl
     written = []
 
     figure, axes = _figure(prefix + "pre-training loss", "cross-entropy (nats)")
-    if any("nsp_loss" in row for row in rows):  # an MLM-only run (--no-nsp) has one loss, not two
-        _plot(axes, *_series(rows, "train", "loss"), "train loss (MLM + NSP)")
-        _plot(axes, *_series(rows, "validation", "loss"), "validation loss (MLM + NSP)", marker="o")
+    pair = _pair_task(rows)
+    if pair:  # an MLM-only run (--no-nsp) has one loss, not two
+        _plot(axes, *_series(rows, "train", "loss"), f"train loss (MLM + {pair})")
+        _plot(axes, *_series(rows, "validation", "loss"), f"validation loss (MLM + {pair})", marker="o")
     _plot(axes, *_series(rows, "train", "mlm_loss"), "train MLM loss")
+    _plot(axes, *_series(rows, "train", "generator_loss"), "train generator (MLM) loss")  # ELECTRA
     _plot(axes, *_series(rows, "validation", "mlm_loss"), "validation MLM loss", marker="o")
+    _plot(axes, *_series(rows, "train", "discriminator_loss"), "train discriminator loss")
+    _plot(axes, *_series(rows, "validation", "discriminator_loss"), "validation discriminator loss", marker="o")
     axes.legend()
     written.append(folder / "loss.png")
     _save(figure, written[-1])
@@ -74,6 +86,9 @@ def plot_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike, titl
     figure, axes = _figure(prefix + "validation accuracy", "accuracy")
     _plot(axes, *_series(rows, "validation", "mlm_accuracy"), "masked-token accuracy (MLM)", marker="o")
     _plot(axes, *_series(rows, "validation", "nsp_accuracy"), "next-sentence accuracy (NSP/SOP)", marker="o")
+    _plot(axes, *_series(rows, "validation", "sop_accuracy"), "sentence-order accuracy (ALBERT's SOP)", marker="o")
+    _plot(axes, *_series(rows, "validation", "discriminator_accuracy"), "replaced-token detection accuracy "
+          "(discriminator)", marker="o")
     axes.set_ylim(0, 1)
     axes.legend()
     written.append(folder / "accuracy.png")
@@ -108,8 +123,8 @@ def plot_runs(runs: dict[str, Sequence[dict[str, Any]]], path: str | os.PathLike
         loss_axes.plot(*_series(rows, "validation", "loss"), marker="o", markersize=4, linestyle="--",
                        color=line.get_color(), label=f"{label} (validation)")
         _plot(accuracy_axes, *_series(rows, "validation", "mlm_accuracy"), label, marker="o")
-    with_nsp = any("nsp_loss" in row for rows in runs.values() for row in rows)
-    loss_axes.set(title=f"{title}: loss ({'MLM + NSP' if with_nsp else 'MLM'})", xlabel="optimizer step",
+    pair = _pair_task([row for rows in runs.values() for row in rows])
+    loss_axes.set(title=f"{title}: loss ({f'MLM + {pair}' if pair else 'MLM'})", xlabel="optimizer step",
                   ylabel="cross-entropy (nats)")
     accuracy_axes.set(title="held-out masked-token accuracy", xlabel="optimizer step", ylabel="MLM accuracy")
     for axes in (loss_axes, accuracy_axes):

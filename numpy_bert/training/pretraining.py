@@ -17,12 +17,19 @@ does the steps that need them; the :class:`Trainer` does everything else::
 A backend also provides: ``create(config, args)`` (a fresh model with its optimizer, from
 the :class:`~numpy_bert.training.arguments.TrainingArguments`) and ``from_pretrained(folder,
 options)`` (a model to use, with the :class:`~numpy_bert.training.arguments.BackendOptions`);
-``predict`` (MLM logits at the masked positions and NSP logits, for evaluation and
+``predict`` (MLM logits at the masked positions and NSP or SOP logits, for evaluation and
 fill-mask); ``save_model`` / ``load_model`` and ``training_state`` / ``load_training_state``
 (optimizer moments and RNG states, for checkpoints); ``resolve_options(options, command)``
 (the options completed for this machine, or a ValueError for one that cannot work here);
 ``name`` and ``scales_loss`` (fp16 loss scaling, which skips overflowing steps rather than
 failing). Nothing in this file imports torch.
+
+``--architecture roberta`` and ``albert`` (arguments.py) run through the same loop and backends: the
+model is RobertaForMaskedLM (masked LM alone), AlbertForPreTraining (masked LM + sentence-order
+prediction) or AlbertForMaskedLM (``--no-nsp``), found by name in either package
+(:func:`pretraining_model_name`), and :func:`model_inputs`, :func:`training_losses` and
+:func:`prediction_logits` translate between the data's names and each model's (ALBERT's pair label is
+``sentence_order_label``, its metrics ``sop_loss`` and ``sop_accuracy`` where BERT's are ``nsp_*``).
 
 A backend may run as one of several processes that train one model together
 (torch_bert/training/distributed.py, under torchrun). It then also provides
@@ -51,8 +58,9 @@ from typing import Any
 
 import numpy as np
 
+from ..albert import AlbertForMaskedLM, AlbertForPreTraining
 from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, read_json_object, save_tensors
-from ..config import CONFIG_NAME, PRESETS, BertConfig, ElectraConfig
+from ..config import CONFIG_NAME, PRESETS, AlbertConfig, BertConfig, ElectraConfig, RobertaConfig
 from ..data.corpus import CORPUS_NAMES, DEFAULT_CORPUS_NAME, Corpus, load_corpus, load_named_corpus
 from ..data.masking import MaskingCollator
 from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
@@ -61,6 +69,7 @@ from ..layers import GeneratorMasks
 from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, LinearWarmupDecay, build_optimizer, clip_grad_norm, scale_grads
 from ..pipelines.base import check_head
+from ..roberta import RobertaForMaskedLM
 from ..text.tokenization import VOCAB_NAME, BertTokenizer
 from ..text.wordpiece_trainer import train_wordpiece_vocab
 from .arguments import MASKING_STRATEGIES, BackendOptions, Options, TrainingArguments
@@ -147,32 +156,76 @@ def validation_batches(corpus: Corpus, tokenizer: BertTokenizer, seq_len: int, b
 # =============================================================================
 
 
-def model_config(args: TrainingArguments, vocab_size: int) -> BertConfig:
-    """``--config`` (a preset name, or a folder with a config.json) with the vocabulary's size
-    and ``--dropout`` filled in."""
+# The config class of each --architecture (arguments.ARCHITECTURES).
+FAMILY_CONFIGS: dict[str, type[BertConfig]] = {"bert": BertConfig, "roberta": RobertaConfig, "albert": AlbertConfig}
+# ALBERT's embedding width E when a preset or a BERT config gives only the hidden size (ALBERT's own: 128).
+ALBERT_EMBEDDING_SIZE = 128
+
+
+def model_config(args: TrainingArguments, vocab_size: int, tokenizer: BertTokenizer | None = None) -> BertConfig:
+    """``--config`` (a preset name, or a folder with a config.json) as the --architecture's config class, with
+    the vocabulary's size and ``--dropout`` filled in.
+
+    A RoBERTa or an ALBERT reads the preset with its own class's defaults (ALBERT: no dropout, gelu_new,
+    embedding_size = min(128, hidden_size), one layer group) and a BERT config folder's fields as its own;
+    its pad, bos and eos ids are those of ``tokenizer``, the WordPiece vocabulary that ``train`` learns
+    on the corpus ([PAD], [CLS], [SEP]): ``train`` never uses the byte-level BPE tokenizer.
+    """
+    architecture = args.architecture or "bert"  # --objective electra and distillation: their backends convert
     overrides: dict[str, Any] = {"vocab_size": vocab_size}
     if args.dropout is not None:
         overrides.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    if architecture != "bert":
+        if tokenizer is None:
+            raise ValueError(f"a {architecture} config takes its special token ids from the run's tokenizer")
+        overrides.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                         eos_token_id=tokenizer.sep_token_id)
     if args.init_from:
-        config = BertConfig.from_pretrained(named_model_dir(args.init_from)).replace(**overrides)
+        config = folder_config(named_model_dir(args.init_from))
     elif args.config in PRESETS:
-        config = BertConfig.from_preset(args.config, **overrides)
+        config = FAMILY_CONFIGS[architecture].from_preset(args.config, **overrides)
     else:
-        config = folder_config(args.config).replace(**overrides)
+        config = folder_config(args.config)
     if isinstance(config, ElectraConfig) and args.objective != "electra":
-        raise ValueError(f"--config {args.config!r} holds an ELECTRA config; train it with --objective electra")
-    if args.seq_len > config.max_position_embeddings:
-        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_position_embeddings "
-                         f"({config.max_position_embeddings})")
+        option = f"--init-from {args.init_from!r}" if args.init_from else f"--config {args.config!r}"
+        raise ValueError(f"{option} holds an ELECTRA config; train it with --objective electra")
+    config = as_family_config(config, architecture).replace(**overrides)
+    if args.seq_len > max_sequence_length(config):
+        raise ValueError(f"--seq-len {args.seq_len} exceeds the {max_sequence_length(config)} tokens of the model's "
+                         f"max_position_embeddings ({config.max_position_embeddings})")
     return config
 
 
+def as_family_config(config: BertConfig, architecture: str) -> BertConfig:
+    """``config`` as the --architecture's class: a BertConfig's fields become a RoBERTa's or an ALBERT's
+    (an ALBERT's embedding_size: min(128, hidden_size)); a config of that class, or any for bert, as it is."""
+    family = FAMILY_CONFIGS[architecture]
+    if architecture == "bert" or isinstance(config, family):
+        return config
+    if type(config) is not BertConfig:
+        raise ValueError(f"a {config.model_type} config cannot be trained as --architecture {architecture}: "
+                         f"give a BERT or {family.model_type} config folder, or a preset")
+    fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "label2id", "architectures")}
+    if architecture == "albert":
+        fields["embedding_size"] = min(ALBERT_EMBEDDING_SIZE, config.hidden_size)
+    return family.from_dict(fields)
+
+
+def max_sequence_length(config: BertConfig) -> int:
+    """The longest input the position table holds: RoBERTa's positions start after its padding index."""
+    if isinstance(config, RobertaConfig):
+        return config.max_position_embeddings - config.pad_token_id - 1
+    return config.max_position_embeddings
+
+
 def folder_config(folder: str | os.PathLike) -> BertConfig:
-    """The config.json of a --config folder: a BertConfig, or an ElectraConfig (--objective electra reads
-    its embedding_size; from a BertConfig it makes embedding_size = hidden_size)."""
+    """The config.json of a --config folder: a BertConfig, or the config of its model_type (ELECTRA, RoBERTa,
+    ALBERT). --objective electra reads an ElectraConfig's embedding_size; from a BertConfig it makes
+    embedding_size = hidden_size."""
     path = os.path.join(folder, CONFIG_NAME)
-    is_electra = os.path.isfile(path) and read_json_object(path).get("model_type") == ElectraConfig.model_type
-    return (ElectraConfig if is_electra else BertConfig).from_pretrained(folder)
+    kind = read_json_object(path).get("model_type") if os.path.isfile(path) else None
+    classes = {cls.model_type: cls for cls in (ElectraConfig, RobertaConfig, AlbertConfig)}
+    return classes.get(kind, BertConfig).from_pretrained(folder)
 
 
 def model_type(folder: str | os.PathLike) -> str | None:
@@ -204,23 +257,105 @@ def check_same_structure(saved: Any, expected: Any, where: str) -> None:
         raise TypeError(f"{where} should be a {type(expected).__name__}, not {saved!r}")
 
 
-def check_masked_lm_head(info: LoadingInfo, folder: str | os.PathLike) -> None:
-    """Refuse a model whose MLM head would be freshly initialised: its predictions would be random."""
-    check_head(info, folder, "masked-LM", ("cls.predictions.",), "pre-train it first (train --init-from MODEL)")
+def check_masked_lm_head(info: LoadingInfo, folder: str | os.PathLike, head: str = "cls.predictions.") -> None:
+    """Refuse a model whose MLM head (the tensors named ``head``...) would be freshly initialised: its
+    predictions would be random."""
+    check_head(info, folder, "masked-LM", (head,), "pre-train it first (train --init-from MODEL)")
+
+
+# ---- the models of each --architecture, the same for both backends ----------------------------------
+# Both packages have these classes under the same names; a backend looks its own up by name.
+
+# The masked-LM head's tensors (their name prefix) in each pre-training class.
+MASKED_LM_HEADS = {"BertForPreTraining": "cls.predictions.", "FastBertForPreTraining": "cls.predictions.",
+                   "RobertaForMaskedLM": "lm_head.", "AlbertForPreTraining": "predictions.",
+                   "AlbertForMaskedLM": "predictions."}
+# The argument that takes the data's pair label (next_sentence_label, for --nsp and --sop alike), by class;
+# a masked-LM class takes none.
+PAIR_LABEL_ARGUMENTS = {"BertForPreTraining": "next_sentence_label", "FastBertForPreTraining": "next_sentence_label",
+                        "AlbertForPreTraining": "sentence_order_label"}
+
+
+def pretraining_model_name(architecture: str | None, task: str) -> str:
+    """The class that ``train --architecture`` pre-trains on ``task`` (a name of both packages)."""
+    if architecture == "roberta":
+        return "RobertaForMaskedLM"  # no sentence head: masked LM alone
+    if architecture == "albert":
+        return "AlbertForMaskedLM" if task == "mlm" else "AlbertForPreTraining"
+    return "BertForPreTraining"  # with --no-nsp too: export leaves its untrained NSP head out
+
+
+def folder_model_name(folder: str | os.PathLike) -> str:
+    """The pre-training class that reads a model folder, by its model_type; an ALBERT folder whose
+    config.json lists AlbertForMaskedLM (trained --no-nsp, or transformers' albert-base-v2) has no
+    pooler and no sentence-order head."""
+    kind = model_type(folder)
+    if kind == "roberta":
+        return "RobertaForMaskedLM"
+    if kind == "albert":
+        architectures = read_json_object(os.path.join(named_model_dir(folder), CONFIG_NAME)).get("architectures")
+        return "AlbertForMaskedLM" if "AlbertForMaskedLM" in (architectures or ()) else "AlbertForPreTraining"
+    return "BertForPreTraining"
+
+
+def pair_task(model) -> str:
+    """What the metrics call the model's sentence-pair head: "sop" for ALBERT's sop_classifier; "nsp" for
+    BERT's (trained on --nsp or --sop pairs) and for models without one."""
+    return "sop" if type(model).__name__ == "AlbertForPreTraining" else "nsp"
+
+
+def evaluation_task(model) -> str:
+    """The data to evaluate a model on when its run does not say (a transformers folder): pairs for its
+    sentence head (ALBERT's: sentence order), packed MLM sequences for a model without one."""
+    return pair_task(model) if type(model).__name__ in PAIR_LABEL_ARGUMENTS else "mlm"
+
+
+def model_inputs(model, batch: dict[str, Any], pair_label: bool = True) -> dict[str, Any]:
+    """A batch of the data under the names ``model``'s forward takes: the pair label (if ``pair_label``) as
+    ALBERT's sentence_order_label, or BERT's next_sentence_label; none for a masked-LM model."""
+    inputs = {name: batch[name] for name in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+    argument = PAIR_LABEL_ARGUMENTS.get(type(model).__name__)
+    if pair_label and argument and "next_sentence_label" in batch:
+        inputs[argument] = batch["next_sentence_label"]
+    return inputs
+
+
+def _first(output, *names: str):
+    """The first of the output's fields ``names`` that it has and that is not None."""
+    values = (getattr(output, name, None) for name in names)
+    return next((value for value in values if value is not None), None)
 
 
 def training_losses(output) -> tuple:
-    """(loss, mlm_loss, nsp_loss) of a pre-training output; an MLM-only batch (no next_sentence_label)
-    has loss = mlm_loss and nsp_loss 0. The models keep transformers' loss=None for it."""
-    if output.nsp_loss is None:
-        return output.mlm_loss, output.mlm_loss, 0 * output.mlm_loss
-    return output.loss, output.mlm_loss, output.nsp_loss
+    """(loss, mlm_loss, pair_loss) of a pre-training output (BERT's NSP, ALBERT's SOP, or a masked-LM
+    model's, whose loss is the MLM loss); an MLM-only batch (no pair label) has loss = mlm_loss and
+    pair_loss 0. The models keep transformers' loss=None for it."""
+    mlm_loss = _first(output, "mlm_loss", "loss")
+    pair_loss = _first(output, "nsp_loss", "sop_loss")
+    if pair_loss is None:
+        return mlm_loss, mlm_loss, 0 * mlm_loss
+    return output.loss, mlm_loss, pair_loss
 
 
-def mean_losses(per_batch: list[tuple[float, float, float]]) -> dict[str, float]:
-    """Mean (loss, mlm_loss, nsp_loss) over micro-batches, as Python floats."""
+def prediction_logits(output) -> tuple:
+    """(MLM logits, pair logits or None: a masked-LM model has no sentence head) of a pre-training output."""
+    return _first(output, "prediction_logits", "logits"), _first(output, "seq_relationship_logits", "sop_logits")
+
+
+def mean_losses(per_batch: list[tuple[float, float, float]], pair: str = "nsp") -> dict[str, float]:
+    """Mean (loss, mlm_loss, {pair}_loss) over micro-batches, as Python floats (``pair``: see :func:`pair_task`)."""
     return {key: sum(row[i] for row in per_batch) / len(per_batch)
-            for i, key in enumerate(("loss", "mlm_loss", "nsp_loss"))}
+            for i, key in enumerate(("loss", "mlm_loss", f"{pair}_loss"))}
+
+
+def evaluate_backend(backend, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Held-out metrics of a backend's model: the backend's own ``evaluate`` where its objective has
+    figures of its own (ELECTRA's discriminator, a distillation's loss terms), else :func:`evaluate` on its
+    ``predict``, the pair metrics named after the model's head (ALBERT: sop_loss, sop_accuracy)."""
+    own = getattr(backend, "evaluate", None)
+    if own is not None:
+        return own(batches)
+    return evaluate(backend.predict, batches, pair=pair_task(backend.model))
 
 
 # =============================================================================
@@ -248,8 +383,10 @@ class NumpyBackend:
 
     @classmethod
     def create(cls, config: BertConfig, args: TrainingArguments) -> NumpyBackend:
-        """A freshly initialised model (seeded by ``--seed``) with BERT's AdamW and the lr schedule."""
-        return cls.for_model(_model_class(args)(config, seed=args.seed, dtype=np.dtype(args.dtype)), args)
+        """A freshly initialised model of ``--architecture`` (seeded by ``--seed``) with BERT's AdamW and the lr
+        schedule."""
+        model_class = _model_class(args, pretraining_model_name(args.architecture, args.task))
+        return cls.for_model(model_class(config, seed=args.seed, dtype=np.dtype(args.dtype)), args)
 
     @classmethod
     def for_model(cls, model, args: TrainingArguments) -> NumpyBackend:
@@ -266,12 +403,17 @@ class NumpyBackend:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> NumpyBackend:
-        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head (a
-        DistilBERT, from train --objective distillation or transformers, goes to that objective's backend)."""
-        if model_type(folder) == "distilbert":
-            return objective_backend(cls, "distillation").from_pretrained(folder, options)
-        model, info = _model_class(options).from_pretrained(folder, dtype=np.float32, output_loading_info=True)
-        check_masked_lm_head(info, folder)
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head: a
+        BERT, RoBERTa or ALBERT (by its model_type); an ELECTRA (train --objective electra: the discriminator
+        and generator/) or a DistilBERT (train --objective distillation, or transformers') goes to that
+        objective's backend."""
+        objective = {"electra": "electra", "distilbert": "distillation"}.get(model_type(folder))
+        if objective:
+            return objective_backend(cls, objective).from_pretrained(folder, options)
+        name = folder_model_name(folder)
+        model, info = _model_class(options, name, folder).from_pretrained(folder, dtype=np.float32,
+                                                                           output_loading_info=True)
+        check_masked_lm_head(info, folder, MASKED_LM_HEADS[name])
         return cls(model)
 
     # ---- one training step ------------------------------------------------------------
@@ -286,12 +428,12 @@ class NumpyBackend:
         self.model.zero_grad()
         losses = []
         for batch in batches:
-            out = self.model(**batch, labelled_positions_only=True)
+            out = self.model(**model_inputs(self.model, batch), labelled_positions_only=True)
             self.model.backward()
             losses.append(tuple(map(float, training_losses(out))))
         if len(batches) > 1:
             scale_grads(self.model.parameters(), 1 / len(batches))
-        return mean_losses(losses)
+        return mean_losses(losses, pair_task(self.model))
 
     def clip_gradients(self, max_norm: float) -> float:
         """Clip to global norm ``max_norm`` (0: no clipping); returns the norm before clipping."""
@@ -301,13 +443,12 @@ class NumpyBackend:
         self.optimizer.step()
         self.optimizer.zero_grad()
 
-    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(MLM logits at the labelled positions (N, V), NSP logits (B, 2)), in evaluation mode."""
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(MLM logits at the labelled positions (N, V), NSP or SOP logits (B, 2), None for a masked-LM model),
+        in evaluation mode."""
         self.model.eval()
-        out = self.model(batch["input_ids"], attention_mask=batch["attention_mask"],
-                         token_type_ids=batch["token_type_ids"], labels=batch["labels"],
-                         labelled_positions_only=True)
-        return out.prediction_logits, out.seq_relationship_logits
+        out = self.model(**model_inputs(self.model, batch, pair_label=False), labelled_positions_only=True)
+        return prediction_logits(out)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -329,8 +470,19 @@ class NumpyBackend:
         self.dropout_masks.rng.bit_generator.state = scalars["dropout_rng"]
 
 
-def _model_class(options: BackendOptions) -> type[BertForPreTraining]:
-    return FastBertForPreTraining if options.fast else BertForPreTraining
+# numpy_bert's pre-training classes, by name (see pretraining_model_name).
+NUMPY_MODELS = {cls.__name__: cls for cls in (BertForPreTraining, RobertaForMaskedLM, AlbertForPreTraining,
+                                             AlbertForMaskedLM)}
+
+
+def _model_class(options: BackendOptions | None, name: str = "BertForPreTraining", folder=None):
+    """numpy_bert's class ``name``; with --fast, BERT's fused twin (refused for the others: it is BERT's alone)."""
+    if options is None or not options.fast:
+        return NUMPY_MODELS[name]
+    if name != "BertForPreTraining":
+        raise ValueError(f"{os.fspath(folder)}: --fast is BERT's fused path (numpy_bert/fast/), and this model's "
+                         f"model_type is {NUMPY_MODELS[name].config_class.model_type!r}; drop --fast")
+    return FastBertForPreTraining
 
 
 # =============================================================================
@@ -379,7 +531,7 @@ class MetricsWindow:
     grad_norm: float = 0.0
     tokens: int = 0  # real (non-padding) tokens
     seconds: float = 0.0
-    # The sums of the other figures an --objective's backend reports (ELECTRA: generator_loss, ...), by name.
+    # The sums of the other figures a backend reports (ELECTRA: generator_loss, ...; ALBERT: sop_loss), by name.
     objective: dict[str, float] = field(default_factory=dict)
 
     def add(self, losses: dict[str, float], grad_norm: float, tokens: int, seconds: float) -> None:
@@ -453,7 +605,7 @@ class Trainer:
         if not self.validation:
             raise ValueError(f"the validation split ({validation_corpus.name}) yields no {args.task} examples; "
                              "use a larger corpus or a shorter --seq-len")
-        self.config = model_config(args, len(self.tokenizer))
+        self.config = model_config(args, len(self.tokenizer), self.tokenizer)
         self.backend = backend_cls.create(self.config, args)
         if args.init_from and not resume:  # on resume the checkpoint holds the weights
             self.backend.model.load_pretrained_weights(named_model_dir(args.init_from))
@@ -532,7 +684,8 @@ class Trainer:
             if self.args.objective != "mlm":
                 self._stop(f"the loss is {losses['loss']} (" + ", ".join(
                     f"{name} {value}" for name, value in losses.items() if name != "loss") + ")")
-            self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, NSP {losses['nsp_loss']})"
+            pair = "sop_loss" if "sop_loss" in losses else "nsp_loss"  # ALBERT's head, or BERT's
+            self._stop(f"the loss is {losses['loss']} (MLM {losses['mlm_loss']}, {pair[:3].upper()} {losses[pair]})"
                        if self.args.task != "mlm" else f"the MLM loss is {losses['mlm_loss']}")
         grad_norm = self.backend.clip_gradients(self.args.clip)
         if not math.isfinite(grad_norm) and not self.backend.scales_loss:  # fp16 loss scaling skips such steps
@@ -564,14 +717,13 @@ class Trainer:
         if not self.is_main_process:  # the main process evaluates alone (None here)
             self._wait_for_main_process()
             return None
-        # A backend whose objective has figures of its own (ELECTRA's discriminator) evaluates itself.
-        backend_evaluate = getattr(self.backend, "evaluate", None)
-        metrics = (backend_evaluate(self.validation) if backend_evaluate
-                   else evaluate(self.backend.predict, self.validation))
+        metrics = evaluate_backend(self.backend, self.validation)
         self.run.append_metrics({"split": "validation", "step": self.step, **metrics})
         progress.write(f"step {self.step}: validation {format_metrics(metrics)}")
         if self.args.plots:
             title = f"{self.backend.name} {Path(self.args.config).name}"  # a preset, or a config folder's name
+            if self.args.architecture not in (None, "bert"):
+                title += f" {self.args.architecture}"
             plot_metrics(self.run.read_metrics(), self.run.plots_path, title=title)
         self._wait_for_main_process()
         return metrics
@@ -638,7 +790,8 @@ class Trainer:
         params = sum(int(np.prod(p.shape)) for _, p in self.backend.model.named_parameters())
         tokens = self.args.batch_size * self.args.grad_accum * self.args.seq_len
         size = Path(self.args.init_from or self.args.config).name  # a preset, or a model or config folder's name
-        model = getattr(self.backend, "description", f"a {size} BERT")  # an --objective's backend may say more
+        family = {"roberta": "RoBERTa", "albert": "ALBERT"}.get(self.args.architecture, "BERT")
+        model = getattr(self.backend, "description", f"a {size} {family}")  # an --objective's backend may say more
         print(f"{self.backend.name}: pre-training {model} ({params / 1e6:.2f}M parameters, "
               f"vocabulary {self.config.vocab_size}) on {self.corpus_name} "
               f"({self.stream.examples_per_epoch} {'sequences' if self.args.task == 'mlm' else 'pairs'} per epoch), "

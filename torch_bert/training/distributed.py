@@ -191,6 +191,9 @@ class DistributedTorchBackend(TorchBackend):
         if command != "train":
             raise ValueError(f"under torchrun only 'train' runs in several processes; run "
                              f"'python -m torch_bert {command}' as a single process")
+        if options.architecture not in (None, "bert"):  # the exact sharded loss below is written for BERT's heads
+            raise ValueError(f"--architecture {options.architecture} trains in one process: run "
+                             "'python -m torch_bert train' without torchrun")
         local_rank = Launch.from_environment().local_rank
         if options.device == "cuda" and local_rank >= torch.cuda.device_count():
             raise ValueError(f"process LOCAL_RANK={local_rank} needs a GPU of its own, but torch sees "

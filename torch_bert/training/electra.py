@@ -24,6 +24,7 @@ from numpy_bert.training.arguments import BackendOptions, TrainingArguments
 from numpy_bert.training.electra import (
     SAMPLING_STREAM,
     ReplacedTokenDetectionOutput,
+    check_has_generator,
     discriminator_config,
     generator_config,
     sample_tokens,
@@ -146,6 +147,7 @@ class ElectraTorchBackend(TorchBackend):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> ElectraTorchBackend:
+        check_has_generator(folder)
         return cls(ReplacedTokenDetection.from_pretrained(folder), options.device, options.precision)
 
     def _run(self, batch: dict[str, np.ndarray], rng: np.random.Generator) -> ReplacedTokenDetectionOutput:

@@ -18,6 +18,9 @@ Parameters and AdamW's moments stay float32 in both cases ("master weights").
 
 Under torchrun, several processes train one model together with
 DistributedDataParallel: torch_bert/training/distributed.py, a subclass of this backend.
+
+``--architecture roberta`` and ``albert`` train the twins of numpy_bert's models (torch_bert/roberta.py,
+torch_bert/albert.py), chosen by the same names (numpy_bert.training.pretraining.pretraining_model_name).
 """
 
 from __future__ import annotations
@@ -35,13 +38,31 @@ from numpy_bert.checkpoint import load_weights
 from numpy_bert.config import BertConfig
 from numpy_bert.nn import check_state_dict
 from numpy_bert.training.arguments import BackendOptions, Options, TrainingArguments
-from numpy_bert.training.pretraining import check_masked_lm_head, lr_schedule, mean_losses, training_losses
+from numpy_bert.training.pretraining import (
+    MASKED_LM_HEADS,
+    check_masked_lm_head,
+    folder_model_name,
+    lr_schedule,
+    mean_losses,
+    model_inputs,
+    model_type,
+    objective_backend,
+    pair_task,
+    prediction_logits,
+    pretraining_model_name,
+    training_losses,
+)
 
+from ..albert import AlbertForMaskedLM, AlbertForPreTraining
 from ..modeling import BertForPreTraining
 from ..optim import BERT_DEFAULTS, build_optimizer, build_scheduler, clip_grad_norm, scale_grads
+from ..roberta import RobertaForMaskedLM
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# torch_bert's pre-training classes, by name (numpy_bert's have the same names).
+TORCH_MODELS = {cls.__name__: cls for cls in (BertForPreTraining, RobertaForMaskedLM, AlbertForPreTraining,
+                                             AlbertForMaskedLM)}
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -86,9 +107,11 @@ class TorchBackend:
 
     @classmethod
     def create(cls, config: BertConfig, args: TrainingArguments) -> TorchBackend:
-        """A freshly initialised model (seeded by ``--seed``) with torch's AdamW and the lr schedule."""
+        """A freshly initialised model of ``--architecture`` (seeded by ``--seed``) with torch's AdamW and the lr
+        schedule."""
         torch.manual_seed(args.seed)  # dropout masks come from torch's global generator
-        model = BertForPreTraining(config, seed=args.seed, dtype=DTYPES[args.dtype])
+        model_class = TORCH_MODELS[pretraining_model_name(args.architecture, args.task)]
+        model = model_class(config, seed=args.seed, dtype=DTYPES[args.dtype])
         backend = cls(model, args.device, args.precision)
         schedule = lr_schedule(args.warmup, args.steps)
         backend.optimizer = build_optimizer(
@@ -99,9 +122,13 @@ class TorchBackend:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, options: BackendOptions) -> TorchBackend:
-        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head."""
-        model, info = BertForPreTraining.from_pretrained(folder, output_loading_info=True)
-        check_masked_lm_head(info, folder)
+        """For evaluation and fill-mask: any folder with config.json + model.safetensors and an MLM head: a BERT,
+        RoBERTa or ALBERT (by its model_type), or an ELECTRA run (its backend loads the generator too)."""
+        if model_type(folder) == "electra":
+            return objective_backend(cls, "electra").from_pretrained(folder, options)
+        name = folder_model_name(folder)
+        model, info = TORCH_MODELS[name].from_pretrained(folder, output_loading_info=True)
+        check_masked_lm_head(info, folder, MASKED_LM_HEADS[name])
         return cls(model, options.device, options.precision)
 
     @staticmethod
@@ -132,13 +159,13 @@ class TorchBackend:
         losses = []
         for batch in batches:
             with self._autocast():
-                out = self.model(**self._to_device(batch), labelled_positions_only=True)
-            loss, mlm_loss, nsp_loss = training_losses(out)
+                out = self.model(**self._to_device(model_inputs(self.model, batch)), labelled_positions_only=True)
+            loss, mlm_loss, pair_loss = training_losses(out)
             (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-            losses.append(torch.stack([loss, mlm_loss, nsp_loss]).detach())
+            losses.append(torch.stack([loss, mlm_loss, pair_loss]).detach())
         if len(batches) > 1:
             scale_grads(self.model.parameters(), 1 / len(batches))
-        return mean_losses(torch.stack(losses).double().tolist())  # one device sync per step
+        return mean_losses(torch.stack(losses).double().tolist(), pair_task(self.model))  # one device sync per step
 
     def clip_gradients(self, max_norm: float) -> float:
         """Clip to global norm ``max_norm`` (0: no clipping); returns the norm before clipping."""
@@ -155,13 +182,14 @@ class TorchBackend:
         self.scheduler.step()
 
     @torch.inference_mode()
-    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(MLM logits at the labelled positions (N, V), NSP logits (B, 2)), in evaluation mode."""
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(MLM logits at the labelled positions (N, V), NSP or SOP logits (B, 2), None for a masked-LM model),
+        in evaluation mode."""
         self.model.eval()
-        inputs = self._to_device({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")})
+        inputs = self._to_device(model_inputs(self.model, batch, pair_label=False))
         with self._autocast():
             out = self.model(**inputs, labelled_positions_only=True)
-        return _to_numpy(out.prediction_logits), _to_numpy(out.seq_relationship_logits)
+        return tuple(None if logits is None else _to_numpy(logits) for logits in prediction_logits(out))
 
     # ---- checkpoints ----------------------------------------------------------------------
 
