@@ -71,15 +71,17 @@ from .modeling import (
     BertSelfAttention,
     check_pretraining_labels,
     gather_labelled,
+    masked_lm_backward,
+    masked_lm_forward,
     masked_lm_loss,
     mlm_targets,
-    scatter_labelled_rows,
 )
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels, has_padding
 from .nn import Module, ModuleList, Parameter
 from .outputs import AlbertForPreTrainingOutput, BaseModelOutputWithPooling, MaskedLMOutput
 
-__all__ = ["AlbertForMaskedLM", "AlbertForPreTraining", "AlbertModel", "group_index", "shared_copy"]
+__all__ = ["AlbertForMaskedLM", "AlbertForPreTraining", "AlbertModel", "AlbertPreTrainedModel", "group_index",
+           "shared_copy"]
 
 
 def group_index(layer: int, num_hidden_layers: int, num_hidden_groups: int) -> int:
@@ -248,7 +250,19 @@ class AlbertTransformer(Module):
         return self.embedding_hidden_mapping_in.backward(dy)
 
 
-class AlbertModel(BertPreTrainedModel):
+class AlbertPreTrainedModel(BertPreTrainedModel):
+    """Base of the ALBERT models: AlbertConfig, and checkpoints with the ``albert.`` prefix.
+
+    checkpoint.align_to_model adds or drops the prefix and lets the heads (HEAD_PREFIXES) be missing
+    (initialised, listed) or left over (ignored, listed), as transformers does.
+    """
+
+    config_class = AlbertConfig
+    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
+    runs_int8 = False  # numpy_bert/quantization.py knows BERT's layout (bert.embeddings), not ALBERT's
+
+
+class AlbertModel(AlbertPreTrainedModel):
     """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output).
 
     pooler_output = tanh(pooler(h[:, 0])), with ``pooler`` a Linear and ``pooler_activation`` a Tanh
@@ -256,10 +270,6 @@ class AlbertModel(BertPreTrainedModel):
     Backward: from the gradients of both outputs, through the pooler, the encoder and the
     embeddings; returns None (the inputs are ids).
     """
-
-    config_class = AlbertConfig
-    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
-    runs_int8 = False  # numpy_bert/quantization.py knows BERT's layout (bert.embeddings), not ALBERT's
 
     def __init__(self, config: AlbertConfig, seed: int | None = 0, dtype=np.float32,
                  add_pooling_layer: bool = True):
@@ -345,7 +355,7 @@ class AlbertSOPHead(Module):
         return self.dropout.backward(d_dropped)
 
 
-class AlbertForPreTraining(BertPreTrainedModel):
+class AlbertForPreTraining(AlbertPreTrainedModel):
     """ALBERT with its two pre-training heads: masked-LM and sentence-order prediction.
 
     loss = CE(MLM logits, labels; ignoring -100) + CE(SOP logits, sentence_order_label), computed when
@@ -355,9 +365,6 @@ class AlbertForPreTraining(BertPreTrainedModel):
     the pooler, at [CLS]); it differentiates the losses the forward computed.
     """
 
-    config_class = AlbertConfig
-    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
-    runs_int8 = False
     tied_weights = {
         "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
         "predictions.decoder.bias": "predictions.bias",
@@ -409,24 +416,17 @@ class AlbertForPreTraining(BertPreTrainedModel):
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         d_logits, d_sop = self.stored_loss_grads()  # (B, T, V) or (N, V), and (B, 2); either may be None
-        if d_logits is None:  # SOP only: no gradient reaches the sequence but through [CLS] and the pooler
-            d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)
-        else:
-            d_hidden = self.predictions.backward(d_logits)  # (B, T, H) or (N, H)
-            d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, H)
+        d_sequence = masked_lm_backward(self, self.predictions.backward, d_logits)  # (B, T, H); 0 if SOP only
         d_pooled = None if d_sop is None else self.sop_classifier.backward(d_sop)  # (B, H)
         self.albert.backward(d_sequence, d_pooled)
 
 
-class AlbertForMaskedLM(BertPreTrainedModel):
+class AlbertForMaskedLM(AlbertPreTrainedModel):
     """ALBERT with the masked-LM head alone: no pooler, no SOP head, as transformers' AlbertForMaskedLM.
 
     loss = CE(logits, labels; ignoring -100). Backward: the MLM head's, then the encoder's.
     """
 
-    config_class = AlbertConfig
-    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
-    runs_int8 = False
     tied_weights = AlbertForPreTraining.tied_weights
     loss_arguments = "labels"
 
@@ -443,21 +443,12 @@ class AlbertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.albert(input_ids, attention_mask, token_type_ids,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, H)
-        labels = None if labels is None else np.asarray(labels)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.predictions(hidden)  # (B, T, V) or (N, V)
-        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
-        self.loss_grads = None if labels is None else (d_logits,)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.predictions)
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         (d_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
-        d_hidden = self.predictions.backward(d_logits)  # (B, T, H) or (N, H)
-        self.albert.backward(scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape))
+        self.albert.backward(masked_lm_backward(self, self.predictions.backward, d_logits))  # (B, T, H)
 
 
 def check_sop_classes(config: AlbertConfig) -> None:

@@ -49,15 +49,7 @@ import numpy as np
 from .config import BertConfig, DistilBertConfig
 from .heads import distillation_loss
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
-from .modeling import (
-    BertEncoder,
-    BertSelfAttention,
-    check_pretraining_labels,
-    gather_labelled,
-    masked_lm_loss,
-    mlm_targets,
-    scatter_labelled_rows,
-)
+from .modeling import BertEncoder, BertSelfAttention, masked_lm_backward, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_inputs, has_padding
 from .nn import Module, ModuleList, Parameter
 from .outputs import BaseModelOutputWithPooling, MaskedLMOutput
@@ -266,15 +258,18 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.distilbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
                                   output_hidden_states=output_hidden_states)
-        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        transformed = self.activation(self.vocab_transform(hidden))  # (B, T, C) or (N, C)
-        logits = self.vocab_projector(self.vocab_layer_norm(transformed))  # (B, T, V) or (N, V)
-        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
-        self.loss_grads = None if labels is None else (d_logits,)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.mlm_head)
+
+    def mlm_head(self, hidden: np.ndarray) -> np.ndarray:
+        """The MLM logits (..., V) of hidden states (..., C): the four head modules laid out on the model."""
+        transformed = self.activation(self.vocab_transform(hidden))  # (..., C)
+        return self.vocab_projector(self.vocab_layer_norm(transformed))  # (..., V)
+
+    def mlm_head_backward(self, d_logits: np.ndarray) -> np.ndarray:
+        d_norm = self.vocab_projector.backward(np.asarray(d_logits, self.dtype))  # also into the tied table
+        d_transformed = self.vocab_layer_norm.backward(d_norm)
+        d_activation = self.activation.backward(d_transformed)
+        return self.vocab_transform.backward(d_activation)  # (..., C)
 
     def backward(self, grad_logits: np.ndarray | None = None, grad_last_hidden_state: np.ndarray | None = None) -> None:
         """Adds d(loss)/d(parameter) into every .grad, for the last forward call; given either argument, the
@@ -282,13 +277,7 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         (how a loss computed outside the model, such as the distillation loss, is back-propagated)."""
         if grad_logits is None and grad_last_hidden_state is None:
             (grad_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
-        d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)  # (B, T, C)
-        if grad_logits is not None:
-            d_norm = self.vocab_projector.backward(np.asarray(grad_logits, self.dtype))  # also into the tied table
-            d_transformed = self.vocab_layer_norm.backward(d_norm)
-            d_activation = self.activation.backward(d_transformed)
-            d_hidden = self.vocab_transform.backward(d_activation)  # (B, T, C) or (N, C)
-            d_sequence += scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)
+        d_sequence = masked_lm_backward(self, self.mlm_head_backward, grad_logits)  # (B, T, C); 0 if no logits
         if grad_last_hidden_state is not None:
             d_sequence += grad_last_hidden_state
         self.distilbert.backward(d_sequence)

@@ -50,15 +50,7 @@ import numpy as np
 
 from .config import IGNORE_INDEX, ElectraConfig
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
-from .modeling import (
-    BertEmbeddings,
-    BertEncoder,
-    check_pretraining_labels,
-    gather_labelled,
-    masked_lm_loss,
-    mlm_targets,
-    scatter_labelled_rows,
-)
+from .modeling import BertEmbeddings, BertEncoder, masked_lm_backward, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels, has_padding
 from .nn import Module, Parameter
 from .outputs import BaseModelOutputWithPooling, ElectraForPreTrainingOutput, MaskedLMOutput
@@ -262,21 +254,20 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.electra(input_ids, attention_mask, token_type_ids,
                                output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, H)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.generator_lm_head(self.generator_predictions(hidden))  # (B, T, V) or (N, V)
-        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
-        self.loss_grads = None if labels is None else (d_logits,)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.mlm_head)
+
+    def mlm_head(self, hidden: np.ndarray) -> np.ndarray:
+        """The MLM logits (..., V) of hidden states (..., H): generator_predictions (H -> E), then the tied decoder."""
+        return self.generator_lm_head(self.generator_predictions(hidden))
+
+    def mlm_head_backward(self, d_logits: np.ndarray) -> np.ndarray:
+        d_head = self.generator_lm_head.backward(d_logits)  # (.., E); also adds dE into the tied word table
+        return self.generator_predictions.backward(d_head)  # (.., H)
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         (d_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
-        d_head = self.generator_lm_head.backward(d_logits)  # (.., E); also adds dE into the tied word table
-        d_hidden = self.generator_predictions.backward(d_head)  # (.., H)
-        self.electra.backward(scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape))
+        self.electra.backward(masked_lm_backward(self, self.mlm_head_backward, d_logits))  # (B, T, H)
 
 
 # ---- the discriminator's labels and loss: shared with torch_bert --------------------------------------------

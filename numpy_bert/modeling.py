@@ -399,11 +399,7 @@ class BertForPreTraining(BertPreTrainedModel):
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         d_logits, d_nsp = self.stored_loss_grads()  # (B, T, V) or (N, V), and (B, 2); either may be None
-        if d_logits is None:  # NSP only: no gradient reaches the sequence but through [CLS] and the pooler
-            d_sequence = np.zeros(self.sequence_shape, dtype=self.dtype)
-        else:
-            d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
-            d_sequence = scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape)  # (B, T, C)
+        d_sequence = masked_lm_backward(self, self.cls.predictions.backward, d_logits)  # (B, T, C); 0 if NSP only
         d_pooled = None if d_nsp is None else self.cls.seq_relationship.backward(d_nsp)  # (B, C)
         self.bert.backward(d_sequence, d_pooled)
 
@@ -438,20 +434,12 @@ class BertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
-        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
-        self.loss_grads = None if labels is None else (d_logits,)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.cls.predictions)
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         (d_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
-        d_hidden = self.cls.predictions.backward(d_logits)  # (B, T, C) or (N, C)
-        self.bert.backward(scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape))
+        self.bert.backward(masked_lm_backward(self, self.cls.predictions.backward, d_logits))  # (B, T, C)
 
 
 # ---- what the readable and the fast model share: label gathering and the loss --------------------
@@ -522,3 +510,35 @@ def pretraining_output(prediction_logits, nsp_logits, mlm: tuple | None, nsp: tu
         seq_relationship_logits=nsp_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
         hidden_states=hidden_states, attentions=attentions)
     return output, (None if mlm is None and nsp is None else (d_mlm, d_nsp))
+
+
+# ---- the masked-LM step after the encoder: BertForMaskedLM's, and the family's (roberta.py, albert.py, ...) --
+
+
+def masked_lm_forward(model: BertPreTrainedModel, encoded: BaseModelOutputWithPooling, labels,
+                      labelled_positions_only: bool, head) -> MaskedLMOutput:
+    """What every masked-LM model does after its encoder: check the labels, gather the rows the head reads
+    (all, or the labelled ones), logits = head(rows), and the loss with its d_logits when labels are given.
+
+    ``head`` maps hidden states (..., C) to logits (..., V). Keeps on ``model`` what its backward needs
+    (sequence_shape, selected, loss_grads), as every forward here keeps its cache on ``self``.
+    """
+    labels = None if labels is None else np.asarray(labels)
+    B, T, _ = model.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
+    check_pretraining_labels(model.config, labels, None, B, T, model.training)
+    hidden, model.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
+    logits = head(hidden)  # (B, T, V) or (N, V)
+    loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, model.selected))
+    model.loss_grads = None if labels is None else (d_logits,)
+    return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                          attentions=encoded.attentions)
+
+
+def masked_lm_backward(model: BertPreTrainedModel, head_backward, d_logits: np.ndarray | None) -> np.ndarray:
+    """The gradient of the encoder's last hidden state (B, T, C) from the MLM logits': d_logits (B, T, V) or
+    (N, V) back through ``head_backward``, its rows put back at their positions (zero elsewhere).
+    No d_logits (no MLM loss, e.g. an NSP-only batch): zero everywhere."""
+    if d_logits is None:
+        return np.zeros(model.sequence_shape, dtype=model.dtype)
+    d_hidden = head_backward(d_logits)  # (B, T, C) or (N, C)
+    return scatter_labelled_rows(d_hidden, model.selected, model.sequence_shape)

@@ -46,15 +46,7 @@ import numpy as np
 
 from .config import RobertaConfig
 from .layers import GELU, Embedding, LayerNorm, Linear
-from .modeling import (
-    BertEmbeddings,
-    BertModel,
-    check_pretraining_labels,
-    gather_labelled,
-    masked_lm_loss,
-    mlm_targets,
-    scatter_labelled_rows,
-)
+from .modeling import BertEmbeddings, BertModel, masked_lm_backward, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel
 from .nn import Module, Parameter
 from .outputs import MaskedLMOutput
@@ -196,18 +188,10 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.roberta(input_ids, attention_mask, token_type_ids,
                                output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = self.sequence_shape = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, self.selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.lm_head(hidden)  # (B, T, V) or (N, V)
-        loss, d_logits = (None, None) if labels is None else masked_lm_loss(logits, mlm_targets(labels, self.selected))
-        self.loss_grads = None if labels is None else (d_logits,)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.lm_head)
 
     def backward(self) -> None:
         """Adds d(loss)/d(parameter) into every parameter's .grad, for the last forward call."""
         (d_logits,) = self.stored_loss_grads()  # (B, T, V) or (N, V)
-        d_hidden = self.lm_head.backward(d_logits)  # (B, T, C) or (N, C)
-        self.roberta.backward(scatter_labelled_rows(d_hidden, self.selected, self.sequence_shape))
+        self.roberta.backward(masked_lm_backward(self, self.lm_head.backward, d_logits))  # (B, T, C)
 

@@ -98,3 +98,29 @@ def flatten_encoder_output(out) -> dict:
     flat.update({f"attentions.{i}": a for i, a in enumerate(out.attentions or ())})
     flat.update({f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states or ())})
     return flat
+
+
+def encoder_gradients(model, reference, inputs: dict, seed: int = 6) -> tuple[dict, dict]:
+    """(numpy_bert's, the torch reference's) parameter gradients for the same random upstream gradients of
+    last_hidden_state and pooler_output: ``model.backward(g_last, g_pool)`` against autograd through
+    sum(last_hidden_state * g_last) + sum(pooler_output * g_pool). Both models hold the same weights."""
+    mine = model(**inputs)
+    rng = np.random.default_rng(seed)
+    g_last, g_pool = rng.standard_normal(mine.last_hidden_state.shape), rng.standard_normal(mine.pooler_output.shape)
+    model.zero_grad()
+    model(**inputs)
+    model.backward(g_last, g_pool)
+    out = reference(**to_torch(inputs))
+    ((out.last_hidden_state * torch.from_numpy(g_last)).sum()
+     + (out.pooler_output * torch.from_numpy(g_pool)).sum()).backward()
+    return model.gradients(), {n: p.grad for n, p in reference.named_parameters()}
+
+
+def same_dropout(model, twin, seed: int, dropout: bool) -> None:
+    """Twins (numpy_bert's, torch_bert's) with dropout on and the same masks (KeyedMasks: keyed by module name
+    and call count), or with dropout off in both."""
+    if dropout:
+        model.set_dropout_masks(numpy_bert.KeyedMasks(seed))
+        twin.set_dropout_masks(numpy_bert.KeyedMasks(seed))
+    else:
+        model.eval(), twin.eval()

@@ -22,10 +22,17 @@ from safetensors.numpy import load_file
 
 import numpy_bert
 import torch_bert
-from numpy_bert import AlbertConfig, KeyedMasks
+from numpy_bert import AlbertConfig
 from numpy_bert.checkpoint import WEIGHTS_NAME, load_weights
 
-from .builders import copy_weights_to_torch, flatten_encoder_output, random_batch, to_torch
+from .builders import (
+    copy_weights_to_torch,
+    encoder_gradients,
+    flatten_encoder_output,
+    random_batch,
+    same_dropout,
+    to_torch,
+)
 from .compare import assert_close
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
@@ -123,11 +130,7 @@ def test_numpy_and_torch_twins_agree(config, masked_lm, batch, length, seed, dro
     model = getattr(numpy_bert, name)(config, seed=1, dtype=np.float64)
     twin = getattr(torch_bert, name)(config, seed=0, dtype=torch.float64)
     copy_weights_to_torch(model, twin)
-    if dropout:
-        model.set_dropout_masks(KeyedMasks(seed))
-        twin.set_dropout_masks(KeyedMasks(seed))
-    else:
-        model.eval(), twin.eval()
+    same_dropout(model, twin, seed, dropout)
     inputs = {**albert_batch(config, batch, length, seed, masked_lm, padded_row), "labelled_positions_only": gathered}
     errors = assert_close(numpy_run(model, inputs), torch_run(twin, inputs), TOLERANCE[np.float64],
                           f"numpy_bert vs torch_bert, {name}")
@@ -217,16 +220,7 @@ def test_albert_model_against_transformers(tmp_path):
     assert len(mine.hidden_states) == 1 + 3 * 2 and len(mine.attentions) == 3 * 2
     assert_close(flatten_encoder_output(mine), flatten_encoder_output(theirs), 1e-10, "AlbertModel vs transformers")
 
-    rng = np.random.default_rng(6)
-    g_last, g_pool = rng.standard_normal(mine.last_hidden_state.shape), rng.standard_normal(mine.pooler_output.shape)
-    model.zero_grad()
-    model(**inputs)
-    model.backward(g_last, g_pool)
-    out = reference(**to_torch(inputs))
-    ((out.last_hidden_state * torch.from_numpy(g_last)).sum()
-     + (out.pooler_output * torch.from_numpy(g_pool)).sum()).backward()
-    expected = {n: p.grad for n, p in reference.named_parameters()}
-    assert_close(model.gradients(), expected, 1e-10, "AlbertModel gradients vs transformers")
+    assert_close(*encoder_gradients(model, reference, inputs), 1e-10, "AlbertModel gradients vs transformers")
 
 
 # ---- the files ------------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from safetensors.numpy import load_file, save_file
 
 import numpy_bert
 import torch_bert
-from numpy_bert import KeyedMasks, RobertaConfig
+from numpy_bert import RobertaConfig
 
-from .builders import copy_weights_to_torch, flatten_encoder_output, to_torch
+from .builders import copy_weights_to_torch, encoder_gradients, flatten_encoder_output, same_dropout, to_torch
 from .compare import assert_close
 
 TOLERANCE = 1e-10  # float64 relative error, per tensor
@@ -100,11 +100,7 @@ def test_numpy_matches_torch(config, batch, length, seed, dropout, gathered):
     model = numpy_bert.RobertaForMaskedLM(config, seed=2, dtype=np.float64)
     twin = torch_bert.RobertaForMaskedLM(config, seed=0, dtype=torch.float64)
     copy_weights_to_torch(model, twin)
-    if dropout:
-        model.set_dropout_masks(KeyedMasks(seed))
-        twin.set_dropout_masks(KeyedMasks(seed))
-    else:
-        model.eval(), twin.eval()
+    same_dropout(model, twin, seed, dropout)
     inputs = {**padded_batch(config, batch, length, seed, fully_padded_row=batch > 1),
               "labelled_positions_only": gathered}
     errors = assert_close(numpy_run(model, inputs), torch_run(twin, inputs), TOLERANCE, "numpy_bert vs torch_bert")
@@ -147,16 +143,7 @@ def test_encoder_matches_transformers(tmp_path, config):
     theirs = reference(**to_torch(inputs), output_attentions=True, output_hidden_states=True)
     assert_close(flatten_encoder_output(mine), flatten_encoder_output(theirs), TOLERANCE, "RobertaModel outputs")
 
-    rng = np.random.default_rng(6)
-    g_last, g_pool = rng.standard_normal(mine.last_hidden_state.shape), rng.standard_normal(mine.pooler_output.shape)
-    model.zero_grad()
-    model(**inputs)
-    model.backward(g_last, g_pool)
-    out = reference(**to_torch(inputs))
-    ((out.last_hidden_state * torch.from_numpy(g_last)).sum()
-     + (out.pooler_output * torch.from_numpy(g_pool)).sum()).backward()
-    assert_close(model.gradients(), {n: p.grad for n, p in reference.named_parameters()}, TOLERANCE,
-                 "RobertaModel gradients")
+    assert_close(*encoder_gradients(model, reference, inputs), TOLERANCE, "RobertaModel gradients")
 
 
 def test_position_ids_are_transformers(config):

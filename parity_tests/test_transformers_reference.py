@@ -18,6 +18,7 @@ import torch_bert
 
 from .builders import (
     comparable_with_reference,
+    encoder_gradients,
     flatten_encoder_output,
     outputs_and_gradients,
     random_batch,
@@ -103,17 +104,7 @@ def test_bert_model_against_transformers(tmp_path, config):
     assert_close(flatten_encoder_output(mine), flatten_encoder_output(theirs), 1e-10, "BertModel vs transformers")
 
     # ... and the encoder's gradient for an arbitrary upstream gradient.
-    rng = np.random.default_rng(6)
-    g_last, g_pool = rng.standard_normal(mine.last_hidden_state.shape), rng.standard_normal(mine.pooler_output.shape)
-    model.zero_grad()
-    model(**inputs)
-    model.backward(g_last, g_pool)
-    grads = model.gradients()
-    out = hf_model(**to_torch(inputs))
-    ((out.last_hidden_state * torch.from_numpy(g_last)).sum()
-     + (out.pooler_output * torch.from_numpy(g_pool)).sum()).backward()
-    expected = {n: p.grad for n, p in hf_model.named_parameters()}
-    assert_close(grads, expected, 1e-10, "BertModel gradients vs transformers")
+    assert_close(*encoder_gradients(model, hf_model, inputs), 1e-10, "BertModel gradients vs transformers")
 
 
 def test_encoder_only_checkpoint_into_pretraining_model(tmp_path, config):

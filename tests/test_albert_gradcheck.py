@@ -34,14 +34,12 @@ from numpy_bert.modeling_utils import additive_attention_mask
 from numpy_bert.nn import Parameter
 
 from .test_gradcheck import (
-    RTOL,
     FixedMasks,
     check_loss_gradients,
+    check_model_backward,
     check_module,
+    check_tied_table,
     init_random,
-    numeric_gradient,
-    relative_error,
-    sample_indices,
 )
 
 
@@ -203,15 +201,8 @@ def test_pretraining_model_shared_layer_with_dropout(rng):
 def test_tied_word_table_gets_both_uses(rng):
     """Rows the lookup reads (5, 7, 4, 8) get the lookup's and the decoder's gradient; 30 only the decoder's."""
     model = init_random(AlbertForPreTraining(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
-    batch = pretraining_batch()
-    model.zero_grad()
-    model(**batch)
-    model.backward()
-    tied = model.gradients()["albert.embeddings.word_embeddings.weight"]
-    table = model.albert.embeddings.word_embeddings.weight.data
-    indices = [(5, 0), (7, 3), (4, 5), (8, 1), (30, 2)]
-    numeric = numeric_gradient(lambda: float(model(**batch).loss), table, indices)
-    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
+    check_tied_table(model, pretraining_batch(), "albert.embeddings.word_embeddings.weight",
+                     [(5, 0), (7, 3), (4, 5), (8, 1), (30, 2)])
 
 
 @pytest.mark.parametrize("only", ["mlm_loss", "sop_loss"])
@@ -235,23 +226,8 @@ def test_masked_lm_model(rng, gathered):
 
 def test_albert_model_backward_from_both_outputs(rng):
     model = init_random(AlbertModel(small_config(num_hidden_layers=3), seed=0, dtype=np.float64), rng, 0.3)
-    ids, mask = np.array([[3, 1, 4, 1, 5]]), np.array([[1, 1, 1, 1, 0]])
-    out = model(ids, attention_mask=mask)
-    r_last, r_pool = rng.standard_normal(out.last_hidden_state.shape), rng.standard_normal(out.pooler_output.shape)
-
-    def loss():
-        o = model(ids, attention_mask=mask)
-        return float((o.last_hidden_state * r_last).sum() + (o.pooler_output * r_pool).sum())
-
-    model.zero_grad()
-    model(ids, attention_mask=mask)
-    model.backward(r_last, r_pool)
-    grads = model.gradients()
-    scale = max(float(np.abs(g).max()) for g in grads.values())
-    for name, param in model.named_parameters():
-        indices = sample_indices(param.shape, rng, count=4, skip_row=0 if "word_embeddings" in name else None)
-        picked = np.array([grads[name][i] for i in indices])
-        assert relative_error(numeric_gradient(loss, param.data, indices), picked, scale) <= RTOL, name
+    inputs = dict(input_ids=np.array([[3, 1, 4, 1, 5]]), attention_mask=np.array([[1, 1, 1, 1, 0]]))
+    check_model_backward(model, inputs, rng, count=4)
 
 
 @st.composite

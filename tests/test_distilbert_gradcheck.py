@@ -28,7 +28,9 @@ from tests.test_gradcheck import (
     RTOL,
     FixedMasks,
     check_loss_gradients,
+    check_model_backward,
     check_module,
+    check_tied_table,
     init_random,
     numeric_gradient,
     relative_error,
@@ -104,22 +106,8 @@ def test_transformer_stack(rng):
 
 def test_model_backward_from_the_last_hidden_state(rng):
     model = init_random(DistilBertModel(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
-    ids, mask = rng.integers(1, 31, (3, 5)), PADDING
-    R = rng.standard_normal((3, 5, 12))
-
-    def loss():
-        return float((model(ids, attention_mask=mask).last_hidden_state * R).sum())
-
-    model.zero_grad()
-    model(ids, attention_mask=mask)
-    assert model.backward(R) is None
-    grads = model.gradients()
-    scale = max(float(np.abs(g).max()) for g in grads.values())
-    for name, param in model.named_parameters():
-        indices = sample_indices(param.shape, rng, count=5, skip_row=0 if name.endswith("word_embeddings.weight")
-                                 else None)
-        picked = np.array([grads[name][i] for i in indices])
-        assert relative_error(numeric_gradient(loss, param.data, indices), picked, scale) <= RTOL, name
+    check_model_backward(model, dict(input_ids=rng.integers(1, 31, (3, 5)), attention_mask=PADDING), rng,
+                         outputs=("last_hidden_state",))
 
 
 def mlm_batch(rng, batch=2, length=6, vocab=31, padding=True) -> dict:
@@ -144,14 +132,8 @@ def test_tied_embedding_receives_both_uses(rng):
     """vocab_projector.weight is the word-embedding table: rows that are looked up get both contributions."""
     model = init_random(DistilBertForMaskedLM(small_config(), seed=0, dtype=np.float64), rng, scale=0.3)
     batch = dict(input_ids=np.array([[2, 5, 7, 9, 4]]), labels=np.array([[-100, 6, -100, 30, -100]]))
-    model.zero_grad()
-    model(**batch)
-    model.backward()
-    tied = model.gradients()["distilbert.embeddings.word_embeddings.weight"]
-    table = model.distilbert.embeddings.word_embeddings.weight.data
-    indices = [(5, 0), (7, 3), (4, 5), (30, 2), (11, 1)]  # looked up, a label only, neither
-    numeric = numeric_gradient(lambda: float(model(**batch).loss), table, indices)
-    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
+    check_tied_table(model, batch, "distilbert.embeddings.word_embeddings.weight",
+                     [(5, 0), (7, 3), (4, 5), (30, 2), (11, 1)])  # looked up, a label only, neither
 
 
 @settings(max_examples=10, deadline=None)

@@ -24,6 +24,7 @@ from tests.test_gradcheck import (
     FixedMasks,
     check_loss_gradients,
     check_module,
+    check_tied_table,
     init_random,
     numeric_gradient,
     relative_error,
@@ -124,14 +125,7 @@ def test_generator_every_parameter_and_the_tied_head(rng, gathered):
              "labelled_positions_only": gathered}
     check_loss_gradients(model, batch, seed=6, count=6)
     # The tied table: rows that the lookup uses (5, 4, 8) get both terms, row 30 is only a label.
-    model.zero_grad()
-    model.forward(**batch)
-    model.backward()
-    tied = model.gradients()["electra.embeddings.word_embeddings.weight"]
-    table = model.electra.embeddings.word_embeddings.weight.data
-    indices = [(5, 0), (4, 7), (8, 3), (30, 2)]
-    numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), table, indices)
-    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
+    check_tied_table(model, batch, "electra.embeddings.word_embeddings.weight", [(5, 0), (4, 7), (8, 3), (30, 2)])
 
 
 def test_weighted_backward_scales_every_gradient(rng):

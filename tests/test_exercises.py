@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 NOTEBOOKS = ["01_text_to_tokens", "02_embeddings_and_attention", "03_backward_by_hand", "04_pretraining_objectives",
              "05_training_a_mini_bert", "06_numpy_vs_pytorch", "07_finetuning_and_evaluation",
-             "08_pretrained_model_in_numpy", "09_speed", "10_bert_on_one_page"]
+             "08_pretrained_model_in_numpy", "09_speed", "10_bert_on_one_page", "11_bert_family"]
 
 
 def solution(name: str):
@@ -41,7 +41,8 @@ def stub(name: str):
 
 # What the learning-by-doing issue asked for at least: each must stay registered.
 REQUIRED = {"layernorm_backward", "softmax_backward", "attention_backward", "bert_layer_backward",
-            "embedding_backward", "wordpiece", "mask_tokens", "adamw_step", "mean_pooling", "f1_scores"}
+            "embedding_backward", "wordpiece", "mask_tokens", "adamw_step", "mean_pooling", "f1_scores",
+            "roberta_position_ids"}
 
 
 def test_registry_covers_the_notebooks():
@@ -270,6 +271,20 @@ def layer_flops_with_4c(hidden_size, intermediate_size, seq_len):
     return solution("layer_flops")(hidden_size, 4 * hidden_size, seq_len)
 
 
+def roberta_position_ids_as_bert(input_ids, padding_idx):
+    return np.broadcast_to(np.arange(input_ids.shape[1]) + padding_idx + 1, input_ids.shape)
+
+
+def roberta_position_ids_counting_padding(input_ids, padding_idx):
+    is_token = input_ids != padding_idx
+    return np.where(is_token, np.arange(input_ids.shape[1]) + padding_idx + 1, padding_idx)
+
+
+def roberta_position_ids_from_zero(input_ids, padding_idx):
+    is_token = (input_ids != padding_idx).astype(np.int64)
+    return np.cumsum(is_token, axis=1) * is_token
+
+
 def bert_layer_backward_without_residual(layer, dy):
     d_h, _ = layer.output.backward(dy)
     return layer.attention.backward(layer.intermediate.backward(d_h))
@@ -310,6 +325,9 @@ WRONG = [
     ("layer_flops", layer_flops_in_multiply_adds, "is 931,135,488, expected 1,862,270,976"),
     ("layer_flops", layer_flops_without_attention, "expected"),
     ("layer_flops", layer_flops_with_4c, "layer_flops(64, 100, 300)"),
+    ("roberta_position_ids", roberta_position_ids_as_bert, "is [[2, 3, 4, 5, 6]"),
+    ("roberta_position_ids", roberta_position_ids_counting_padding, "roberta_position_ids([[1, 1, 0, 5, 2]"),
+    ("roberta_position_ids", roberta_position_ids_from_zero, "is [[1, 2, 3, 0, 0]"),
     ("bert_layer_backward", bert_layer_backward_without_residual, "wrong"),
     ("bert_layer_backward", bert_layer_backward_without_intermediate, "got no gradient"),
 ]

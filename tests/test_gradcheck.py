@@ -258,6 +258,41 @@ def check_loss_gradients(model, batch: dict, seed: int = 0, grads=None, count: i
         assert err <= RTOL, f"{name}: finite-difference relative error {err:.2e}"
 
 
+def check_tied_table(model, batch: dict, name: str, indices) -> None:
+    """The tied word table ``name`` at ``indices`` against finite differences of model.forward(**batch).loss: a
+    row the lookup reads gets the lookup's and the decoder's gradient, a row that is only a label the decoder's."""
+    model.zero_grad()
+    model.forward(**batch)
+    model.backward()
+    tied = model.gradients()[name]
+    table = dict(model.named_parameters())[name].data
+    numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), table, indices)
+    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
+
+
+def check_model_backward(model, inputs: dict, rng, outputs=("last_hidden_state", "pooler_output"),
+                         count: int = 5) -> None:
+    """A base model's backward(R_1, R_2, ...) against finite differences of sum_i sum(output_i * R_i), for the
+    named outputs (in backward's argument order) and every parameter (the word table's padding row left out)."""
+    out = model(**inputs)
+    cotangents = [rng.standard_normal(getattr(out, name).shape) for name in outputs]
+
+    def loss():
+        o = model(**inputs)
+        return float(sum((getattr(o, name) * R).sum() for name, R in zip(outputs, cotangents)))
+
+    model.zero_grad()
+    model(**inputs)
+    assert model.backward(*cotangents) is None  # the inputs are ids
+    grads = model.gradients()
+    scale = max(float(np.abs(g).max()) for g in grads.values())
+    for name, param in model.named_parameters():
+        pad = model.config.pad_token_id if name.endswith("word_embeddings.weight") else None
+        indices = sample_indices(param.shape, rng, count=count, skip_row=pad)
+        picked = np.array([grads[name][i] for i in indices])
+        assert relative_error(numeric_gradient(loss, param.data, indices), picked, scale) <= RTOL, name
+
+
 @pytest.mark.parametrize("only", ["mlm_loss", "nsp_loss"])
 def test_whole_model_with_one_pretraining_loss(rng, only):
     """A batch with one label array (MLM only: train --no-nsp) differentiates that loss alone."""
@@ -296,35 +331,13 @@ def test_whole_model_tied_weights_and_ignored_labels(rng):
     # The tied matrix is both the lookup table and the MLM decoder. Random entries mostly land in
     # rows no input uses, which only the decoder reaches, so check rows the lookup uses too
     # (5, 7, 4, 8: the sum of both contributions) and a row that is only a label (30).
-    model.zero_grad()
-    model.forward(**batch)
-    model.backward()
-    tied = model.gradients()["bert.embeddings.word_embeddings.weight"]
-    table = model.bert.embeddings.word_embeddings.weight.data
-    indices = [(5, 0), (7, 3), (4, 5), (8, 11), (30, 2)]
-    numeric = numeric_gradient(lambda: float(model.forward(**batch).loss), table, indices)
-    assert relative_error(numeric, np.array([tied[i] for i in indices]), np.abs(tied).max()) <= RTOL
+    check_tied_table(model, batch, "bert.embeddings.word_embeddings.weight", [(5, 0), (7, 3), (4, 5), (8, 11), (30, 2)])
 
 
 def test_bert_model_backward_from_both_outputs(rng):
     model = init_random(BertModel(small_config(hidden_act="gelu_new"), seed=0, dtype=np.float64), rng, 0.3)
-    ids, mask = np.array([[3, 1, 4, 1, 5]]), np.array([[1, 1, 1, 1, 0]])
-    out = model(ids, attention_mask=mask)
-    R_last, R_pool = rng.standard_normal(out.last_hidden_state.shape), rng.standard_normal(out.pooler_output.shape)
-
-    def loss():
-        o = model(ids, attention_mask=mask)
-        return float((o.last_hidden_state * R_last).sum() + (o.pooler_output * R_pool).sum())
-
-    model.zero_grad()
-    model(ids, attention_mask=mask)
-    model.backward(R_last, R_pool)
-    grads = model.gradients()
-    scale = max(float(np.abs(g).max()) for g in grads.values())
-    for name, param in model.named_parameters():
-        indices = sample_indices(param.shape, rng, count=5)
-        picked = np.array([grads[name][i] for i in indices])
-        assert relative_error(numeric_gradient(loss, param.data, indices), picked, scale) <= RTOL, name
+    check_model_backward(model, dict(input_ids=np.array([[3, 1, 4, 1, 5]]), attention_mask=np.array([[1, 1, 1, 1, 0]])),
+                         rng)
 
 
 @settings(max_examples=15, deadline=None)

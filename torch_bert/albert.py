@@ -29,7 +29,7 @@ from numpy_bert.modeling import check_pretraining_labels
 from numpy_bert.outputs import AlbertForPreTrainingOutput, BaseModelOutputWithPooling, MaskedLMOutput
 
 from .layers import GELU, Dropout
-from .modeling import BertEmbeddings, BertSelfAttention, gather_labelled, mlm_targets
+from .modeling import BertEmbeddings, BertSelfAttention, gather_labelled, masked_lm_forward, mlm_targets
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, check_labels, has_padding
 
 
@@ -124,11 +124,15 @@ class AlbertTransformer(nn.Module):
         return states
 
 
-class AlbertModel(BertPreTrainedModel):
-    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
+class AlbertPreTrainedModel(BertPreTrainedModel):
+    """Base of the ALBERT models: AlbertConfig, and checkpoints with the ``albert.`` prefix."""
 
     config_class = AlbertConfig
     base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
+
+
+class AlbertModel(AlbertPreTrainedModel):
+    """The encoder: ids in, contextual vectors out (last_hidden_state and pooler_output)."""
 
     def __init__(self, config: AlbertConfig, seed: int | None = 0, dtype=torch.float32,
                  add_pooling_layer: bool = True):
@@ -190,15 +194,13 @@ class AlbertSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))  # (B, 2)
 
 
-class AlbertForPreTraining(BertPreTrainedModel):
+class AlbertForPreTraining(AlbertPreTrainedModel):
     """ALBERT with its two pre-training heads: masked-LM and sentence-order prediction.
 
     loss = CE(MLM logits, labels; ignoring -100) + CE(SOP logits, sentence_order_label), computed when
     both label arrays are given (as in transformers).
     """
 
-    config_class = AlbertConfig
-    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
     tied_weights = {
         "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
         "predictions.decoder.bias": "predictions.bias",
@@ -243,11 +245,9 @@ class AlbertForPreTraining(BertPreTrainedModel):
             hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
 
-class AlbertForMaskedLM(BertPreTrainedModel):
+class AlbertForMaskedLM(AlbertPreTrainedModel):
     """ALBERT with the masked-LM head alone: no pooler, no SOP head, as transformers' AlbertForMaskedLM."""
 
-    config_class = AlbertConfig
-    base_model_prefix, head_prefixes = "albert", HEAD_PREFIXES
     tied_weights = AlbertForPreTraining.tied_weights
 
     def __init__(self, config: AlbertConfig, seed: int = 0, dtype=torch.float32):
@@ -263,11 +263,4 @@ class AlbertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.albert(input_ids, attention_mask, token_type_ids,
                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = encoded.last_hidden_state.shape  # (B, T, H)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.predictions(hidden)  # (B, T, V) or (N, V)
-        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
-                                                           mlm_targets(labels, selected))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.predictions)

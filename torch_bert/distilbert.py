@@ -20,17 +20,15 @@ classes with the same attributes and forwards; autograd replaces the backward me
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import DistilBertConfig
 from numpy_bert.distilbert import LAYER_NORM_EPS
-from numpy_bert.modeling import check_pretraining_labels
 from numpy_bert.modeling_utils import check_inputs
 from numpy_bert.outputs import BaseModelOutputWithPooling, MaskedLMOutput
 
 from .layers import GELU, Dropout
-from .modeling import BertEncoder, BertSelfAttention, gather_labelled, mlm_targets
+from .modeling import BertEncoder, BertSelfAttention, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, has_padding, tracing
 
 
@@ -191,12 +189,9 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.distilbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
                                   output_hidden_states=output_hidden_states)
-        B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        transformed = self.activation(self.vocab_transform(hidden))  # (B, T, C) or (N, C)
-        logits = self.vocab_projector(self.vocab_layer_norm(transformed))  # (B, T, V) or (N, V)
-        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
-                                                           mlm_targets(labels, selected))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.mlm_head)
+
+    def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The MLM logits (..., V) of hidden states (..., C): the four head modules laid out on the model."""
+        transformed = self.activation(self.vocab_transform(hidden))  # (..., C)
+        return self.vocab_projector(self.vocab_layer_norm(transformed))  # (..., V)

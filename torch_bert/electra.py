@@ -25,11 +25,10 @@ from torch import nn
 
 from numpy_bert.config import ElectraConfig
 from numpy_bert.electra import ELECTRA_HEADS, check_replaced_labels
-from numpy_bert.modeling import check_pretraining_labels
 from numpy_bert.outputs import BaseModelOutputWithPooling, ElectraForPreTrainingOutput, MaskedLMOutput
 
 from .layers import GELU, Dropout
-from .modeling import BertEmbeddings, BertEncoder, gather_labelled, mlm_targets
+from .modeling import BertEmbeddings, BertEncoder, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel, additive_attention_mask, has_padding
 
 
@@ -182,11 +181,8 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.electra(input_ids, attention_mask, token_type_ids,
                                output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = encoded.last_hidden_state.shape  # (B, T, H)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.generator_lm_head(self.generator_predictions(hidden))  # (B, T, V) or (N, V)
-        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
-                                                           mlm_targets(labels, selected))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.mlm_head)
+
+    def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The MLM logits (..., V) of hidden states (..., H): generator_predictions (H -> E), then the tied decoder."""
+        return self.generator_lm_head(self.generator_predictions(hidden))

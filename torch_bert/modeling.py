@@ -341,14 +341,7 @@ class BertForMaskedLM(BertPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForPreTraining."""
         encoded = self.bert(input_ids, attention_mask, token_type_ids,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.cls.predictions(hidden)  # (B, T, V) or (N, V)
-        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
-                                                           mlm_targets(labels, selected))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.cls.predictions)
 
 
 def labelled_rows(labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -371,3 +364,24 @@ def mlm_targets(labels: torch.Tensor, selected: torch.Tensor | None) -> torch.Te
     """The labels of the rows the MLM head computed: all B*T, or the N selected ones."""
     flat = labels.reshape(-1)
     return flat if selected is None else flat[selected]
+
+
+# ---- the masked-LM step after the encoder: BertForMaskedLM's, and the family's (roberta.py, albert.py, ...) --
+
+
+def masked_lm_forward(model: BertPreTrainedModel, encoded: BaseModelOutputWithPooling, labels,
+                      labelled_positions_only: bool, head) -> MaskedLMOutput:
+    """What every masked-LM model does after its encoder: check the labels, gather the rows the head reads
+    (all, or the labelled ones), logits = head(rows), and the loss when labels are given.
+
+    ``head`` maps hidden states (..., C) to logits (..., V). (numpy_bert's twin also keeps what backward
+    needs; here autograd does.)
+    """
+    B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
+    check_pretraining_labels(model.config, labels, None, B, T, model.training)
+    hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
+    logits = head(hidden)  # (B, T, V) or (N, V)
+    loss = None if labels is None else F.cross_entropy(logits.reshape(-1, model.config.vocab_size),
+                                                       mlm_targets(labels, selected))
+    return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                          attentions=encoded.attentions)

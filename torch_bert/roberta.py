@@ -14,16 +14,14 @@ backward methods are autograd's. The encoder is torch_bert's BERT encoder, uncha
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from numpy_bert.config import RobertaConfig
-from numpy_bert.modeling import check_pretraining_labels
 from numpy_bert.outputs import MaskedLMOutput
 from numpy_bert.roberta import check_positions_fit
 
 from .layers import GELU
-from .modeling import BertEmbeddings, BertModel, gather_labelled, mlm_targets
+from .modeling import BertEmbeddings, BertModel, masked_lm_forward
 from .modeling_utils import BertPreTrainedModel, tracing
 
 __all__ = ["RobertaEmbeddings", "RobertaForMaskedLM", "RobertaLMHead", "RobertaModel", "RobertaPreTrainedModel",
@@ -131,11 +129,4 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         """``labelled_positions_only``: logits only where labels != -100, (N, V), as in BertForMaskedLM."""
         encoded = self.roberta(input_ids, attention_mask, token_type_ids,
                                output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        B, T, _ = encoded.last_hidden_state.shape  # (B, T, C)
-        check_pretraining_labels(self.config, labels, None, B, T, self.training)
-        hidden, selected = gather_labelled(encoded.last_hidden_state, labels, labelled_positions_only)
-        logits = self.lm_head(hidden)  # (B, T, V) or (N, V)
-        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, self.config.vocab_size),
-                                                           mlm_targets(labels, selected))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
-                              attentions=encoded.attentions)
+        return masked_lm_forward(self, encoded, labels, labelled_positions_only, head=self.lm_head)

@@ -1,5 +1,5 @@
-"""Forward computations (notebooks 02, 08 and 09): attention with a padding mask, mean pooling,
-int8 quantization of a weight matrix, and the FLOPs of one encoder layer."""
+"""Forward computations (notebooks 02, 08, 09 and 11): attention with a padding mask, mean pooling,
+int8 quantization of a weight matrix, the FLOPs of one encoder layer, and RoBERTa's position ids."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..modeling import BertSelfAttention
 from ..pipelines.sentence_embeddings import mean_pool
 from ..quantization import INT8_MAX, dequantize_rows
 from ..quantization import quantize_rows as library_quantize_rows
+from ..roberta import create_position_ids_from_input_ids
 from .core import EXACT_TOLERANCE, Failure, as_array, call, compare, describe, exercise, relative_error, unpack
 from .gradients import padding_masks
 
@@ -211,3 +212,40 @@ def check_layer_flops(function):
             raise Failure(f"layer_flops({C}, {I}, {T}) is {got:,}, expected {expected:,}",
                           note=_flops_diagnosis(got, C, I, T))
     return f"the count is right for {len(cases)} shapes (from one token to 512, I ≠ 4C included)", None, None
+
+
+# ---- 11: RoBERTa's position ids --------------------------------------------------------------------
+
+
+@exercise(
+    "roberta_position_ids", "11_bert_family",
+    '''
+def roberta_position_ids(input_ids, padding_idx):
+    """RoBERTa's position ids: the real tokens of each row count up from padding_idx + 1; padding gets padding_idx.
+
+    input_ids: (B, T) int, padding_idx marks padding (on either side, or in the middle)
+    Returns (B, T) int: [[0, 5, 7, 1, 1]] with padding_idx 1 gives [[2, 3, 4, 1, 1]].
+    """''',
+    hints=(
+        "BERT's positions are 0..T-1 whatever the tokens are. RoBERTa's skip the padding: a padding token "
+        "does not use up a position, and its own id is padding_idx, whose row of the table stays unused.",
+        "Mark the real tokens, is_token = (input_ids != padding_idx) as integers, and count them along each "
+        "row: np.cumsum(is_token, axis=1) is 1, 2, 3, ... over the real tokens.",
+        "np.cumsum(is_token, axis=1) * is_token + padding_idx: the product zeroes the padding's count, and "
+        "adding padding_idx starts the tokens at padding_idx + 1 and leaves the padding at padding_idx.",
+    ),
+)
+def check_roberta_position_ids(function):
+    cases = [  # (input_ids, padding_idx): right, left and middle padding, no padding, all padding
+        (np.array([[0, 5, 7, 1, 1], [0, 8, 9, 4, 2]]), 1),
+        (np.array([[1, 1, 0, 5, 2], [1, 0, 1, 6, 2]]), 1),
+        (np.array([[3, 4, 5, 6, 7, 8, 9, 10]]), 0),
+        (np.array([[0, 0, 0], [5, 0, 6]]), 0),
+    ]
+    for input_ids, padding_idx in cases:
+        got = as_array(call(function, input_ids.copy(), padding_idx), "position ids", input_ids.shape, "int")
+        expected = create_position_ids_from_input_ids(input_ids, padding_idx)
+        if not np.array_equal(got, expected):
+            raise Failure(f"roberta_position_ids({input_ids.tolist()}, {padding_idx}) is {got.tolist()}",
+                          note=f"expected {expected.tolist()}")
+    return "the same ids as numpy_bert.roberta for right, left, middle and no padding", None, None

@@ -21,8 +21,9 @@ with the 256 byte characters as its initial alphabet):
 
 Only the pair counts of the words that hold the merged pair change, so after each merge
 just those words are re-counted (an index pair -> words finds them), and a heap with lazy
-deletion finds the next best pair: the same machinery as the WordPiece trainer's, without
-WordPiece's ``##`` continuation marks (which are the only difference between the two).
+deletion finds the next best pair. The WordPiece trainer (numpy_bert/text/wordpiece_trainer.py)
+runs this same machinery, :class:`MergeState`, with WordPiece's ``##`` continuation marks, which
+are the only difference between the two.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DEFAULT_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 Pair = tuple[int, int]
 
-__all__ = ["DEFAULT_SPECIAL_TOKENS", "count_pre_tokens", "save_vocab_and_merges", "train_bpe"]
+__all__ = ["DEFAULT_SPECIAL_TOKENS", "MergeState", "count_pre_tokens", "save_vocab_and_merges", "train_bpe"]
 
 
 def count_pre_tokens(texts: Iterable[str], add_prefix_space: bool = False) -> Counter[str]:
@@ -54,14 +55,18 @@ def count_pre_tokens(texts: Iterable[str], add_prefix_space: bool = False) -> Co
     return counts
 
 
-class _MergeState:
+class MergeState:
     """Unique words as lists of token ids, with frequencies, the count of every adjacent pair, and a heap
-    to find the most frequent pair (the smallest pair of ids among equals, as tokenizers' heap orders them)."""
+    to find the most frequent pair (the smallest pair of ids among equals, as tokenizers' heap orders them).
+
+    BPE's: a word is spelled one symbol per character, and a merge joins two symbols' strings.
+    The WordPiece trainer's subclass changes just these two rules (:meth:`spell`, :meth:`join`).
+    """
 
     def __init__(self, tokens: list[str], word_counts: dict[str, int]):
         self.tokens = tokens
         self.ids = {token: i for i, token in enumerate(tokens)}
-        self.words = [[self.ids[char] for char in word] for word in word_counts]
+        self.words = [[self.ids[symbol] for symbol in self.spell(word)] for word in word_counts]
         self.freqs = list(word_counts.values())
         self.pair_counts: dict[Pair, int] = defaultdict(int)
         self.where: dict[Pair, set[int]] = defaultdict(set)  # pair -> words that (may) hold it
@@ -69,6 +74,16 @@ class _MergeState:
             self._add_pairs(index, word, +1)
         self.heap = [(-count, pair) for pair, count in self.pair_counts.items()]  # max count, then min pair
         heapq.heapify(self.heap)
+
+    @staticmethod
+    def spell(word: str) -> list[str]:
+        """The symbols a word starts as: its characters (here byte characters)."""
+        return list(word)
+
+    @staticmethod
+    def join(first: str, second: str) -> str:
+        """The token a merge of two symbols makes."""
+        return first + second
 
     def _add_pairs(self, index: int, word: list[int], sign: int) -> set[Pair]:
         """Add (sign +1) or remove (-1) the pairs of word ``index``; returns those pairs."""
@@ -89,7 +104,7 @@ class _MergeState:
 
     def merge(self, pair: Pair) -> str:
         """Replace ``pair`` by its joined token in every word; returns the token."""
-        token = self.tokens[pair[0]] + self.tokens[pair[1]]
+        token = self.join(self.tokens[pair[0]], self.tokens[pair[1]])
         if token not in self.ids:  # the same string can come from two different merges
             self.ids[token] = len(self.tokens)
             self.tokens.append(token)
@@ -143,7 +158,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
     if len(tokens) > vocab_size:
         raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(special_tokens)} special tokens plus "
                          f"the {len(alphabet)} byte characters; raise vocab_size to at least {len(tokens)}")
-    state = _MergeState(tokens, count_pre_tokens(texts, add_prefix_space))
+    state = MergeState(tokens, count_pre_tokens(texts, add_prefix_space))
     merges: list[tuple[str, str]] = []
     while len(state.tokens) < vocab_size:
         best = state.best_pair()

@@ -66,12 +66,10 @@ from .tokenization import (
     TOKENIZER_CONFIG_NAME,
     WHITESPACE,
     BatchEncoding,
-    BertTokenizer,
+    TokenizerBase,
     _check_text,
     _LazyTable,
     _parse_ranges,
-    _to_batch_encoding,
-    truncate_longest_first,
 )
 
 VOCAB_NAME = "vocab.json"
@@ -270,7 +268,7 @@ def _special_token_property(role: str, as_id: bool = False) -> property:
     return property(lambda self: self._special_tokens[role].content, doc=f"The {role} (its string).")
 
 
-class RobertaTokenizer:
+class RobertaTokenizer(TokenizerBase):
     """RoBERTa's byte-level BPE tokenizer, a hand-written twin of transformers' ``RobertaTokenizer``.
 
     Build it from a vocab.json and a merges.txt (``RobertaTokenizer("vocab.json", "merges.txt")``),
@@ -375,21 +373,9 @@ class RobertaTokenizer:
     # -- vocabulary ----------------------------------------------------------------------
 
     @property
-    def vocab(self) -> dict[str, int]:
-        """Token -> id (a copy)."""
-        return dict(self._vocab)
-
-    @property
     def merges(self) -> list[tuple[str, str]]:
         """The merges in rank order (a copy)."""
         return list(self._merges)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._tokens)
-
-    def __len__(self) -> int:
-        return len(self._tokens)
 
     bos_token, bos_token_id = _special_token_property("bos_token"), _special_token_property("bos_token", True)
     eos_token, eos_token_id = _special_token_property("eos_token"), _special_token_property("eos_token", True)
@@ -404,20 +390,6 @@ class RobertaTokenizer:
         """In transformers' order, each once: bos, eos, unk, sep, pad, cls, mask (RoBERTa's: <s> </s> <unk> <pad>
         <mask>)."""
         return list(dict.fromkeys(token.content for token in self._special_tokens.values()))
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [self._vocab[t] for t in self.all_special_tokens]
-
-    # The vocabulary look-ups and transformers' call conventions are BertTokenizer's: the same functions, not
-    # copies (they read only _vocab, _tokens, model_max_length and the special tokens' ids).
-    convert_tokens_to_ids = BertTokenizer.convert_tokens_to_ids  # a token not in the vocabulary: <unk>'s id
-    convert_ids_to_tokens = BertTokenizer.convert_ids_to_tokens
-    _id_to_token = BertTokenizer._id_to_token
-    _index_tokens = staticmethod(BertTokenizer._index_tokens)  # tokens in id order -> {token: id}, no duplicates
-    _as_batch = staticmethod(BertTokenizer._as_batch)
-    _strategies = BertTokenizer._strategies
-    _pad = BertTokenizer._pad
 
     def is_word_start(self, token: str) -> bool:
         """Whether a token begins a word: it starts with the space character ``Ġ``, or is a special token.
@@ -456,10 +428,6 @@ class RobertaTokenizer:
             pieces.append((text[start:], False))
         return pieces
 
-    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-        """The ``input_ids`` of one text (or pair), without truncation or padding."""
-        return self(text, text_pair, add_special_tokens=add_special_tokens)["input_ids"]
-
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         """2 for ``<s> A </s>``, 4 for ``<s> A </s></s> B </s>``."""
         return 4 if pair else 2
@@ -476,33 +444,20 @@ class RobertaTokenizer:
         token type, and transformers' RobertaTokenizer returns ``input_ids`` and ``attention_mask``.
         Padding uses ``<pad>``.
         """
-        batched = isinstance(text, (list, tuple))
-        firsts, seconds = self._as_batch(text, text_pair, batched)
-        padding, max_length, truncate = self._strategies(padding, truncation, max_length)
-        rows = [self._encode_row(a, b, add_special_tokens, max_length if truncate else None)
-                for a, b in zip(firsts, seconds)]
-        if padding is not None:
-            rows = self._pad(rows, max_length if padding == "max_length" else None)
-        encoding = _to_batch_encoding(rows, batched, return_tensors)
+        encoding = self._encode_batch(text, text_pair, add_special_tokens, padding, truncation, max_length,
+                                      return_tensors)
         del encoding["token_type_ids"]  # all zeros: one token type
         return encoding
 
-    def _encode_row(self, text: str, pair: str | None, add_special_tokens: bool, max_length: int | None
-                    ) -> tuple[list[int], list[int], list[int]]:
-        """(input_ids, token_type_ids, attention_mask) of one text or pair, truncated if asked."""
-        first = self.convert_tokens_to_ids(self.tokenize(text))
-        second = None if pair is None else self.convert_tokens_to_ids(self.tokenize(pair))
-        if max_length is not None:
-            n_special = self.num_special_tokens_to_add(pair is not None) if add_special_tokens else 0
-            if max_length < n_special:
-                raise ValueError(f"max_length={max_length} cannot hold the {n_special} special tokens "
-                                 "<s>/</s> of this input")
-            first, second = truncate_longest_first(first, second, max_length - n_special)
+    def _join_segments(self, first: list[int], second: list[int] | None, add_special_tokens: bool
+                       ) -> tuple[list[int], list[int]]:
+        """(input_ids, token_type_ids) of ``<s> A </s></s> B </s>`` (``A B`` without special tokens): type 0
+        everywhere, RoBERTa has one token type."""
         if add_special_tokens:
             first = [self.cls_token_id, *first, self.sep_token_id]
             second = None if second is None else [self.sep_token_id, *second, self.sep_token_id]
         ids = first + (second or [])
-        return ids, [0] * len(ids), [1] * len(ids)
+        return ids, [0] * len(ids)
 
     # -- decoding ------------------------------------------------------------------------
 

@@ -431,7 +431,148 @@ def read_vocab_file(path: str | os.PathLike) -> list[str]:
     return tokens
 
 
-class BertTokenizer:
+class TokenizerBase:
+    """What BertTokenizer and RobertaTokenizer (numpy_bert/text/byte_level_bpe.py) share: the vocabulary
+    look-ups and transformers' call conventions (batches, padding, truncation, tensors).
+
+    A subclass holds ``_tokens`` (in id order), ``_vocab`` (token -> id), ``model_max_length`` and its
+    special tokens (``unk_token_id``, ``pad_token_id``, ``cls_token``, ``all_special_tokens``, ...), and
+    says how it cuts text (``tokenize``), how many special tokens a text or pair gets
+    (``num_special_tokens_to_add``) and where they go (``_join_segments``).
+    """
+
+    @staticmethod
+    def _index_tokens(tokens: list[str], source: Any) -> dict[str, int]:
+        if not tokens:
+            raise ValueError(f"{source}: the vocabulary is empty")
+        vocab: dict[str, int] = {}
+        for index, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise ValueError(f"{source}: token {index} is not a str: {token!r}")
+            if token in vocab:
+                raise ValueError(f"{source}: duplicate token {token!r} at ids {vocab[token]} and {index}")
+            vocab[token] = index
+        return vocab
+
+    # -- vocabulary ----------------------------------------------------------------------
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Token -> id (a copy)."""
+        return dict(self._vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self._vocab[t] for t in self.all_special_tokens]
+
+    def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
+        """A token's id, or a list of ids; a token not in the vocabulary gets the unknown token's id."""
+        unk_id = self.unk_token_id
+        if isinstance(tokens, str):
+            return self._vocab.get(tokens, unk_id)
+        return [self._vocab.get(t, unk_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False
+                              ) -> str | list[str]:
+        """A token for an id, or a list of tokens for a list of ids (ValueError if out of range)."""
+        if isinstance(ids, (int, np.integer)):
+            return self._id_to_token(int(ids))
+        special = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._id_to_token(int(i)) for i in ids if int(i) not in special]
+
+    def _id_to_token(self, index: int) -> str:
+        if not 0 <= index < len(self._tokens):
+            raise ValueError(f"token id {index} is outside the vocabulary (size {len(self._tokens)})")
+        return self._tokens[index]
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+        """The ``input_ids`` of one text (or pair), without truncation or padding."""
+        return self(text, text_pair, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def _encode_batch(self, text: Any, text_pair: Any, add_special_tokens: bool, padding: bool | str,
+                      truncation: bool | str | None, max_length: int | None,
+                      return_tensors: str | None) -> BatchEncoding:
+        """What ``__call__`` does (see BertTokenizer.__call__): check, truncate, encode, pad, collect."""
+        batched = isinstance(text, (list, tuple))
+        firsts, seconds = self._as_batch(text, text_pair, batched)
+        padding, max_length, truncate = self._strategies(padding, truncation, max_length)
+        rows = [self._encode_row(a, b, add_special_tokens, max_length if truncate else None)
+                for a, b in zip(firsts, seconds)]
+        if padding is not None:
+            rows = self._pad(rows, max_length if padding == "max_length" else None)
+        return _to_batch_encoding(rows, batched, return_tensors)
+
+    @staticmethod
+    def _as_batch(text: Any, text_pair: Any, batched: bool) -> tuple[list[str], list[str | None]]:
+        if not batched:
+            _check_text(text)
+            if text_pair is not None:
+                _check_text(text_pair, "text_pair")
+            return [text], [text_pair or None]
+        firsts = list(text)
+        for i, t in enumerate(firsts):
+            _check_text(t, f"text[{i}]")
+        if text_pair is None:
+            return firsts, [None] * len(firsts)
+        if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(firsts):
+            raise ValueError("for a batch, text_pair must be a list of str as long as text")
+        for i, t in enumerate(text_pair):
+            _check_text(t, f"text_pair[{i}]")
+        return firsts, list(text_pair)
+
+    def _strategies(self, padding: bool | str, truncation: bool | str | None, max_length: int | None
+                    ) -> tuple[str | None, int | None, bool]:
+        """transformers' rules for combining padding, truncation and max_length."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"
+        paddings = {False: None, "do_not_pad": None, True: "longest", "longest": "longest",
+                    "max_length": "max_length"}
+        truncations = {None: False, False: False, "do_not_truncate": False, True: True, "longest_first": True}
+        if padding not in paddings:
+            raise ValueError(f"padding must be one of {list(paddings)}, got {padding!r}")
+        if truncation not in truncations:
+            raise ValueError(f"truncation must be one of {list(truncations)}, got {truncation!r}")
+        padding, truncate = paddings[padding], truncations[truncation]
+        if max_length is None and (truncate or padding == "max_length"):
+            max_length = self.model_max_length
+        return padding, max_length, truncate
+
+    def _encode_row(self, text: str, pair: str | None, add_special_tokens: bool, max_length: int | None
+                    ) -> tuple[list[int], list[int], list[int]]:
+        """(input_ids, token_type_ids, attention_mask) of one text or pair, truncated if asked."""
+        first = self.convert_tokens_to_ids(self.tokenize(text))
+        second = None if pair is None else self.convert_tokens_to_ids(self.tokenize(pair))
+        if max_length is not None:
+            n_special = self.num_special_tokens_to_add(pair is not None) if add_special_tokens else 0
+            if max_length < n_special:
+                raise ValueError(f"max_length={max_length} cannot hold the {n_special} special tokens "
+                                 f"{self.cls_token}/{self.sep_token} of this input")
+            first, second = truncate_longest_first(first, second, max_length - n_special)
+        ids, token_type_ids = self._join_segments(first, second, add_special_tokens)
+        return ids, token_type_ids, [1] * len(ids)
+
+    def _pad(self, rows: list[tuple[list[int], list[int], list[int]]], length: int | None
+             ) -> list[tuple[list[int], list[int], list[int]]]:
+        """Right-pad every row to ``length`` (None: the longest row); longer rows stay as they are."""
+        if length is None:
+            length = max((len(ids) for ids, _, _ in rows), default=0)
+        padded = []
+        for ids, types, mask in rows:
+            n = max(0, length - len(ids))
+            padded.append((ids + [self.pad_token_id] * n, types + [0] * n, mask + [0] * n))
+        return padded
+
+
+class BertTokenizer(TokenizerBase):
     """BERT's WordPiece tokenizer, a hand-written twin of transformers' ``BertTokenizer``.
 
     Build it from a vocab.txt (``BertTokenizer("vocab.txt")``), from a list of tokens in
@@ -475,19 +616,6 @@ class BertTokenizer:
         # longer wins (tokenizers matches them leftmost-longest).
         specials = sorted(set(self.all_special_tokens), key=len, reverse=True)
         self._special_tokens_re = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
-
-    @staticmethod
-    def _index_tokens(tokens: list[str], source: Any) -> dict[str, int]:
-        if not tokens:
-            raise ValueError(f"{source}: the vocabulary is empty")
-        vocab: dict[str, int] = {}
-        for index, token in enumerate(tokens):
-            if not isinstance(token, str):
-                raise ValueError(f"{source}: token {index} is not a str: {token!r}")
-            if token in vocab:
-                raise ValueError(f"{source}: duplicate token {token!r} at ids {vocab[token]} and {index}")
-            vocab[token] = index
-        return vocab
 
     # -- loading and saving -------------------------------------------------------------
 
@@ -559,30 +687,14 @@ class BertTokenizer:
     # -- vocabulary ----------------------------------------------------------------------
 
     @property
-    def vocab(self) -> dict[str, int]:
-        """Token -> id (a copy)."""
-        return dict(self._vocab)
-
-    @property
     def ids_to_tokens(self) -> dict[int, str]:
         """Id -> token (a copy)."""
         return dict(enumerate(self._tokens))
 
     @property
-    def vocab_size(self) -> int:
-        return len(self._tokens)
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    @property
     def all_special_tokens(self) -> list[str]:
         """In transformers' order: unk, sep, pad, cls, mask."""
         return [self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token]
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [self._vocab[t] for t in self.all_special_tokens]
 
     @property
     def unk_token_id(self) -> int:
@@ -605,26 +717,6 @@ class BertTokenizer:
         return self._vocab[self.mask_token]
 
     is_word_start = staticmethod(is_word_start)
-
-    def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
-        """A token's id, or a list of ids; a token not in the vocabulary gets ``[UNK]``'s id."""
-        unk_id = self.unk_token_id
-        if isinstance(tokens, str):
-            return self._vocab.get(tokens, unk_id)
-        return [self._vocab.get(t, unk_id) for t in tokens]
-
-    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False
-                              ) -> str | list[str]:
-        """A token for an id, or a list of tokens for a list of ids (ValueError if out of range)."""
-        if isinstance(ids, (int, np.integer)):
-            return self._id_to_token(int(ids))
-        special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self._id_to_token(int(i)) for i in ids if int(i) not in special]
-
-    def _id_to_token(self, index: int) -> str:
-        if not 0 <= index < len(self._tokens):
-            raise ValueError(f"token id {index} is outside the vocabulary (size {len(self._tokens)})")
-        return self._tokens[index]
 
     # -- tokenizing ----------------------------------------------------------------------
 
@@ -691,10 +783,6 @@ class BertTokenizer:
         if word:
             yield "".join(word), origins
 
-    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-        """The ``input_ids`` of one text (or pair), without truncation or padding."""
-        return self(text, text_pair, add_special_tokens=add_special_tokens)["input_ids"]
-
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         """2 for ``[CLS] A [SEP]``, 3 for ``[CLS] A [SEP] B [SEP]``."""
         return 3 if pair else 2
@@ -723,78 +811,18 @@ class BertTokenizer:
         One transformers quirk is kept: for a single text, an empty ``text_pair`` (``""``)
         counts as no pair at all.
         """
-        batched = isinstance(text, (list, tuple))
-        firsts, seconds = self._as_batch(text, text_pair, batched)
-        padding, max_length, truncate = self._strategies(padding, truncation, max_length)
-        rows = [self._encode_row(a, b, add_special_tokens, max_length if truncate else None)
-                for a, b in zip(firsts, seconds)]
-        if padding is not None:
-            rows = self._pad(rows, max_length if padding == "max_length" else None)
-        return _to_batch_encoding(rows, batched, return_tensors)
+        return self._encode_batch(text, text_pair, add_special_tokens, padding, truncation, max_length,
+                                  return_tensors)
 
-    @staticmethod
-    def _as_batch(text: Any, text_pair: Any, batched: bool) -> tuple[list[str], list[str | None]]:
-        if not batched:
-            _check_text(text)
-            if text_pair is not None:
-                _check_text(text_pair, "text_pair")
-            return [text], [text_pair or None]
-        firsts = list(text)
-        for i, t in enumerate(firsts):
-            _check_text(t, f"text[{i}]")
-        if text_pair is None:
-            return firsts, [None] * len(firsts)
-        if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(firsts):
-            raise ValueError("for a batch, text_pair must be a list of str as long as text")
-        for i, t in enumerate(text_pair):
-            _check_text(t, f"text_pair[{i}]")
-        return firsts, list(text_pair)
-
-    def _strategies(self, padding: bool | str, truncation: bool | str | None, max_length: int | None
-                    ) -> tuple[str | None, int | None, bool]:
-        """transformers' rules for combining padding, truncation and max_length."""
-        if max_length is not None and padding is False and truncation is None:
-            truncation = "longest_first"
-        paddings = {False: None, "do_not_pad": None, True: "longest", "longest": "longest",
-                    "max_length": "max_length"}
-        truncations = {None: False, False: False, "do_not_truncate": False, True: True, "longest_first": True}
-        if padding not in paddings:
-            raise ValueError(f"padding must be one of {list(paddings)}, got {padding!r}")
-        if truncation not in truncations:
-            raise ValueError(f"truncation must be one of {list(truncations)}, got {truncation!r}")
-        padding, truncate = paddings[padding], truncations[truncation]
-        if max_length is None and (truncate or padding == "max_length"):
-            max_length = self.model_max_length
-        return padding, max_length, truncate
-
-    def _encode_row(self, text: str, pair: str | None, add_special_tokens: bool, max_length: int | None
-                    ) -> tuple[list[int], list[int], list[int]]:
-        """(input_ids, token_type_ids, attention_mask) of one text or pair, truncated if asked."""
-        first = self.convert_tokens_to_ids(self.tokenize(text))
-        second = None if pair is None else self.convert_tokens_to_ids(self.tokenize(pair))
-        if max_length is not None:
-            n_special = self.num_special_tokens_to_add(pair is not None) if add_special_tokens else 0
-            if max_length < n_special:
-                raise ValueError(f"max_length={max_length} cannot hold the {n_special} special tokens "
-                                 "[CLS]/[SEP] of this input")
-            first, second = truncate_longest_first(first, second, max_length - n_special)
+    def _join_segments(self, first: list[int], second: list[int] | None, add_special_tokens: bool
+                       ) -> tuple[list[int], list[int]]:
+        """(input_ids, token_type_ids) of ``[CLS] A [SEP] B [SEP]`` (``A B`` without special tokens): type 0
+        up to the first ``[SEP]``, 1 after it."""
         if add_special_tokens:
             first = [self.cls_token_id, *first, self.sep_token_id]
             second = None if second is None else [*second, self.sep_token_id]
         second = second or []
-        ids = first + second
-        return ids, [0] * len(first) + [1] * len(second), [1] * len(ids)
-
-    def _pad(self, rows: list[tuple[list[int], list[int], list[int]]], length: int | None
-             ) -> list[tuple[list[int], list[int], list[int]]]:
-        """Right-pad every row to ``length`` (None: the longest row); longer rows stay as they are."""
-        if length is None:
-            length = max((len(ids) for ids, _, _ in rows), default=0)
-        padded = []
-        for ids, types, mask in rows:
-            n = max(0, length - len(ids))
-            padded.append((ids + [self.pad_token_id] * n, types + [0] * n, mask + [0] * n))
-        return padded
+        return first + second, [0] * len(first) + [1] * len(second)
 
     # -- decoding ------------------------------------------------------------------------
 

@@ -20,8 +20,9 @@ continuation prefix):
 
 Only the pair counts of the words that contain the merged pair change, so after each
 merge just those words are re-counted (an index pair -> words finds them), and a heap
-with lazy deletion finds the next best pair. Training an 8k vocabulary on a few
-hundred thousand words takes seconds.
+with lazy deletion finds the next best pair: the byte-level BPE trainer's machinery
+(:class:`numpy_bert.text.bpe_trainer.MergeState`), with the two ``##`` rules above.
+Training an 8k vocabulary on a few hundred thousand words takes seconds.
 
 The vocabulary is: the special tokens (``[PAD]`` first, so that its id is 0, as BERT
 expects), the alphabet in code point order (word-initial forms, then ``##`` forms),
@@ -30,18 +31,15 @@ then the merged tokens in the order they were learned.
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 
 from ..checkpoint import atomic_write_bytes
+from .bpe_trainer import MergeState
 from .tokenization import CONTINUATION_PREFIX, BasicTokenizer
 
 DEFAULT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
-Pair = tuple[int, int]
 
 
 def count_words(texts: Iterable[str], tokenizer: BasicTokenizer) -> Counter[str]:
@@ -66,78 +64,18 @@ def _alphabet(word_counts: Counter[str], limit_alphabet: int | None) -> set[str]
     return {ch for ch, _ in ranked[:limit_alphabet]}
 
 
-class _MergeState:
-    """Unique words as lists of token ids (``"low"`` -> ids of ``l ##o ##w``), with frequencies,
-    the count of every adjacent pair, and a heap to find the most frequent pair."""
+class _WordPieceMergeState(MergeState):
+    """BPE's merge state (numpy_bert/text/bpe_trainer.py) with WordPiece's ``##`` rules: ``"low"`` starts
+    as ``l ##o ##w``, and a merge drops the second half's ``##`` (``l`` + ``##o`` -> ``lo``,
+    ``##o`` + ``##w`` -> ``##ow``). Counting, the heap and its ties are BPE's."""
 
-    def __init__(self, tokens: list[str], word_counts: dict[str, int]):
-        self.tokens = tokens
-        self.ids = {token: i for i, token in enumerate(tokens)}
-        self.words = [[self.ids[word[0]], *(self.ids[CONTINUATION_PREFIX + ch] for ch in word[1:])]
-                      for word in word_counts]
-        self.freqs = list(word_counts.values())
-        self.pair_counts: dict[Pair, int] = defaultdict(int)
-        self.where: dict[Pair, set[int]] = defaultdict(set)  # pair -> words that (may) hold it
-        for index, word in enumerate(self.words):
-            self._add_pairs(index, word, +1)
-        # Max-heap via negated counts; ties: smallest (first id, second id) first.
-        self.heap = [(-count, pair) for pair, count in self.pair_counts.items()]
-        heapq.heapify(self.heap)
+    @staticmethod
+    def spell(word: str) -> list[str]:
+        return [word[0], *(CONTINUATION_PREFIX + ch for ch in word[1:])]
 
-    def _add_pairs(self, index: int, word: list[int], sign: int) -> set[Pair]:
-        """Add (sign +1) or remove (-1) the pairs of word ``index``; returns those pairs."""
-        pairs = list(pairwise(word))
-        for pair in pairs:
-            self.pair_counts[pair] += sign * self.freqs[index]
-            if sign > 0:
-                self.where[pair].add(index)
-        return set(pairs)
-
-    def best_pair(self) -> tuple[Pair, int] | None:
-        """The most frequent pair and its count; heap entries with a stale count are dropped."""
-        while self.heap:
-            negative_count, pair = heapq.heappop(self.heap)
-            if self.pair_counts.get(pair, 0) == -negative_count:
-                return pair, -negative_count
-        return None
-
-    def merge(self, pair: Pair) -> str:
-        """Replace ``pair`` by its merged token in every word; returns the token."""
-        first, second = (self.tokens[i] for i in pair)
-        token = first + second[len(CONTINUATION_PREFIX):]
-        if token not in self.ids:  # the same string can come from two different merges
-            self.ids[token] = len(self.tokens)
-            self.tokens.append(token)
-        new_id = self.ids[token]
-        changed: set[Pair] = set()
-        for index in self.where.pop(pair, ()):
-            word = self.words[index]
-            merged = _merge_word(word, pair, new_id)
-            if len(merged) == len(word):
-                continue  # a stale entry: this word no longer holds the pair
-            changed |= self._add_pairs(index, word, -1)
-            changed |= self._add_pairs(index, merged, +1)
-            self.words[index] = merged
-        for p in changed:
-            count = self.pair_counts[p]
-            if count > 0:
-                heapq.heappush(self.heap, (-count, p))
-            else:
-                del self.pair_counts[p]
-        return token
-
-
-def _merge_word(word: list[int], pair: Pair, new_id: int) -> list[int]:
-    """``word`` with each occurrence of ``pair``, left to right, replaced by ``new_id``."""
-    merged, i = [], 0
-    while i < len(word):
-        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
-    return merged
+    @staticmethod
+    def join(first: str, second: str) -> str:
+        return first + second[len(CONTINUATION_PREFIX):]  # the second symbol is never word-initial
 
 
 def train_wordpiece_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
@@ -168,7 +106,7 @@ def train_wordpiece_vocab(texts: Iterable[str], vocab_size: int, min_frequency: 
                          f"plus the alphabet of {len(tokens) - len(special_tokens)} characters; "
                          "raise vocab_size or set limit_alphabet")
     spelled = {word: count for word, count in word_counts.items() if alphabet.issuperset(word)}
-    state = _MergeState(tokens, spelled)
+    state = _WordPieceMergeState(tokens, spelled)
     while len(state.tokens) < vocab_size:
         best = state.best_pair()
         if best is None or best[1] < min_frequency:
