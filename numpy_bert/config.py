@@ -440,3 +440,10 @@ ROBERTA_FIELD_RULES: dict[str, Rule] = dict.fromkeys(("bos_token_id", "eos_token
 # config.json fields (kept in ``extra``) that transformers reads and numpy_bert's RoBERTa fixes.
 ROBERTA_FIXED_OPTIONS = {"tie_word_embeddings": True, "is_decoder": False, "add_cross_attention": False,
                          "position_embedding_type": "absolute"}
+
+
+def max_sequence_length(config: BertConfig | DistilBertConfig) -> int:
+    """The longest input the position table holds: RoBERTa's positions start after its padding index."""
+    if isinstance(config, RobertaConfig):
+        return config.max_position_embeddings - config.pad_token_id - 1
+    return config.max_position_embeddings

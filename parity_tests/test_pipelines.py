@@ -92,7 +92,9 @@ def library(request, one_torch_thread):
     built = {}
 
     def make(task: str, folder: str):
-        return built.setdefault((task, folder), LIBRARIES[request.param](task, model=folder))
+        if (task, folder) not in built:
+            built[task, folder] = LIBRARIES[request.param](task, model=folder)
+        return built[task, folder]
     make.pipeline = LIBRARIES[request.param]
     return make
 
@@ -104,8 +106,9 @@ def reference():
     built = {}
 
     def make(task: str, folder: str):
-        return built.setdefault((task, folder),
-                                transformers.pipeline(task, model=folder, tokenizer=folder, device="cpu"))
+        if (task, folder) not in built:
+            built[task, folder] = transformers.pipeline(task, model=folder, tokenizer=folder, device="cpu")
+        return built[task, folder]
     return make
 
 

@@ -1,12 +1,14 @@
 """torch_bert's pipelines: numpy_bert's (numpy_bert/pipelines/), with torch_bert's models.
 
 Tokenizing, decoding and every task's rules are pure Python and live once, in
-numpy_bert; :class:`TorchModels`, the twin of ``numpy_bert.pipelines.base.NumpyModels``,
-only says which classes to load and how to run them on a device.
+numpy_bert (which class and tokenizer read a folder too: numpy_bert/pipelines/auto.py);
+:class:`TorchModels`, the twin of ``numpy_bert.pipelines.base.NumpyModels``, only says
+which classes to load and how to run them on a device: BERT's and the family's.
 
     from torch_bert import pipeline
 
     pipeline("fill-mask", model="runs/pt-tiny", device="cpu")("A list is a mutable [MASK].")
+    pipeline("fill-mask", model="runs/roberta-bpe")("A list is a mutable <mask>.")   # a RoBERTa with its BPE
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import torch
 from numpy_bert.checkpoint import LoadingInfo
 from numpy_bert.pipelines.base import Pipeline
 from numpy_bert.pipelines.pipeline import pipeline as numpy_pipeline
-from numpy_bert.text.tokenization import BertTokenizer
+from numpy_bert.text.tokenization import TokenizerBase
 
+from .albert import AlbertForMaskedLM, AlbertModel
+from .distilbert import DistilBertForMaskedLM, DistilBertModel
+from .electra import ElectraForMaskedLM, ElectraModel
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .modeling import BertForMaskedLM, BertModel
+from .roberta import RobertaForMaskedLM, RobertaModel
 
 
 class TorchModels:
@@ -31,7 +37,9 @@ class TorchModels:
 
     name = "torch_bert"
     classes = {cls.__name__: cls for cls in (BertModel, BertForMaskedLM, BertForSequenceClassification,
-                                             BertForTokenClassification, BertForQuestionAnswering)}
+                                             BertForTokenClassification, BertForQuestionAnswering,
+                                             RobertaModel, RobertaForMaskedLM, AlbertModel, AlbertForMaskedLM,
+                                             ElectraModel, ElectraForMaskedLM, DistilBertModel, DistilBertForMaskedLM)}
 
     def __init__(self, device: str | torch.device | None = None):
         self.device = torch.device(device or "cpu")  # transformers' default too
@@ -49,7 +57,7 @@ class TorchModels:
                 if isinstance(value, torch.Tensor)}
 
 
-def pipeline(task: str, model: str | os.PathLike, tokenizer: BertTokenizer | str | os.PathLike | None = None,
+def pipeline(task: str, model: str | os.PathLike, tokenizer: TokenizerBase | str | os.PathLike | None = None,
              device: str | torch.device | None = None, **options) -> Pipeline:
     """numpy_bert.pipeline with torch_bert's models, on ``device`` ("cpu" by default, or "cuda")."""
     return numpy_pipeline(task, model, tokenizer, backend=TorchModels(device), **options)

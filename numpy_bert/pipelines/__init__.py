@@ -1,2 +1,3 @@
-"""Using a trained BERT: transformers-style pipelines (``pipeline.py``, one module per task), fill-mask
-for the command line, and sentence embeddings."""
+"""Using a trained BERT or family member: transformers-style pipelines (``pipeline.py``, one module per
+task, ``auto.py`` choosing the class and tokenizer of a folder), fill-mask for the command line, and
+sentence embeddings."""

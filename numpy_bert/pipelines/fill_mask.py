@@ -1,34 +1,43 @@
-"""Fill-mask: BERT's masked-language-model head answering "what goes in [MASK]?", for either backend.
+"""Fill-mask: a masked-language-model head answering "what goes in [MASK]?", for either backend.
 
 ``fill_mask`` takes a ``predict(batch)`` callable (a backend's ``predict`` method) that
 returns ``(mlm_logits, nsp_logits)`` as NumPy arrays, the MLM logits only at the
 positions where ``batch["labels"] != -100``. :class:`FillMaskPipeline` is transformers'
-``pipeline("fill-mask")`` on top of the same steps.
+``pipeline("fill-mask")`` on top of the same steps, for BERT and each family member
+(RobertaForMaskedLM, AlbertForMaskedLM, ElectraForMaskedLM: the generator, DistilBertForMaskedLM,
+by config.json's model_type: :mod:`numpy_bert.pipelines.auto`). The mask is the tokenizer's:
+``[MASK]`` for WordPiece, ``<mask>`` for RoBERTa's byte-level BPE.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from ..config import IGNORE_INDEX
+from ..checkpoint import GENERATOR_DIR
+from ..config import CONFIG_NAME, IGNORE_INDEX
 from ..layers import log_softmax
+from .auto import TaskModel, folder_model_type
 from .base import Pipeline, as_list
+
+ELECTRA_ADVICE = (f"give ELECTRA's generator (an ElectraForMaskedLM folder), or a train --objective electra run "
+                  f"folder, whose {GENERATOR_DIR}/ fills masks")
 
 
 def mask_probabilities(predict, tokenizer, text: str, max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """The text's input ids (T,) and, for each of its [MASK]s in order, the MLM head's probabilities (masks, V).
+    """The text's input ids (T,) and, for each of its mask tokens in order, the MLM head's probabilities (masks, V).
 
     Each mask is predicted from the whole sentence at once (the masks do not see each
-    other's predictions), which is how BERT's MLM head was trained.
+    other's predictions), which is how BERT's MLM head was trained. ``batch`` holds what the
+    tokenizer gives (a byte-level BPE tokenizer gives no token_type_ids) and the labels.
     """
     encoding = tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")
     input_ids = encoding["input_ids"]
     is_mask = input_ids == tokenizer.mask_token_id
     _check_masks_kept(tokenizer, text, int(is_mask.sum()), max_length)
-    batch = {"input_ids": input_ids, "token_type_ids": encoding["token_type_ids"],
-             "attention_mask": encoding["attention_mask"],
-             # The model computes MLM logits where labels are set; the values themselves are unused.
-             "labels": np.where(is_mask, tokenizer.mask_token_id, IGNORE_INDEX)}
+    # The model computes MLM logits where labels are set; the values themselves are unused.
+    batch = {**encoding, "labels": np.where(is_mask, tokenizer.mask_token_id, IGNORE_INDEX)}
     mlm_logits, _ = predict(batch)
     return input_ids[0], np.exp(log_softmax(mlm_logits))
 
@@ -55,16 +64,39 @@ def fill_mask(predict, tokenizer, text: str, top_k: int = 5,
 class FillMaskPipeline(Pipeline):
     """transformers' ``pipeline("fill-mask")``: ``{"score", "token", "token_str", "sequence"}`` per candidate.
 
-    A text with one [MASK] gives a list of ``top_k`` candidates, one with several masks a
-    list of such lists (each mask predicted on its own, as in transformers). A list of texts
-    gives one result per text. A text longer than the model takes is truncated (transformers
-    fails on it); a [MASK] cut off that way is a ValueError.
+    A text with one mask token (the tokenizer's: ``[MASK]``, or ``<mask>``) gives a list of
+    ``top_k`` candidates, one with several masks a list of such lists (each mask predicted on
+    its own, as in transformers). A list of texts gives one result per text. A text longer than
+    the model takes is truncated (transformers fails on it); a mask cut off that way is a ValueError.
+
+    The model is the masked-LM class of the folder's model_type, as transformers'
+    AutoModelForMaskedLM: a pre-training checkpoint's sentence head (BERT's NSP, ALBERT's SOP) is
+    left out. An ELECTRA run folder fills masks with its generator (generator/), a DistilBERT
+    gets no token_type_ids; a folder without a masked-LM head is refused.
     """
 
     task = "fill-mask"
-    model_class = "BertForMaskedLM"  # as transformers' pipeline; a pre-training folder's NSP head is left out
-    heads = ("cls.predictions.",)
+    models = {
+        "bert": TaskModel("BertForMaskedLM", heads=("cls.predictions.",)),
+        "roberta": TaskModel("RobertaForMaskedLM", heads=("lm_head.",)),
+        "albert": TaskModel("AlbertForMaskedLM", heads=("predictions.",)),
+        "electra": TaskModel("ElectraForMaskedLM", heads=("generator_predictions.", "generator_lm_head."),
+                             advice=ELECTRA_ADVICE),
+        "distilbert": TaskModel("DistilBertForMaskedLM", heads=("vocab_transform.", "vocab_layer_norm.",
+                                                                 "vocab_projector."),
+                                advice="give a DistilBertForMaskedLM folder (train --objective distillation "
+                                       "writes one)"),
+    }
     advice = "pre-train it first (python -m numpy_bert train --init-from MODEL)"
+
+    @classmethod
+    def weights_folder(cls, folder: str) -> str:
+        """An ELECTRA run folder holds the discriminator, with no masked-LM head, and its generator in
+        generator/ (the model that fills masks, as ``python -m numpy_bert fill-mask RUN`` uses it)."""
+        generator = os.path.join(folder, GENERATOR_DIR)
+        if folder_model_type(folder) == "electra" and os.path.isfile(os.path.join(generator, CONFIG_NAME)):
+            return generator
+        return folder
 
     def predict(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """A backend's ``predict``: MLM logits at the labelled positions (N, V), and no NSP logits."""
@@ -80,8 +112,8 @@ class FillMaskPipeline(Pipeline):
     def fill(self, text: str, top_k: int) -> list:
         input_ids, probs = mask_probabilities(self.predict, self.tokenizer, text, self.max_length)
         positions = np.flatnonzero(input_ids == self.tokenizer.mask_token_id)
-        # The sequence drops [PAD]s; with one mask it drops every special token, with several it keeps
-        # them, so that the other [MASK]s stay visible (transformers' rule, [CLS] and [SEP] included).
+        # The sequence drops the padding; with one mask it drops every special token, with several it keeps
+        # them, so that the other masks stay visible (transformers' rule, [CLS] and [SEP] or <s> and </s> too).
         single = len(positions) == 1
         results = []
         for position, p, best in zip(positions, probs, top_tokens(probs, top_k)):
@@ -98,7 +130,7 @@ class FillMaskPipeline(Pipeline):
 
 
 def _check_masks_kept(tokenizer, text: str, kept: int, max_length: int) -> None:
-    """Every [MASK] of ``text`` must survive truncation: a lost one would silently get no prediction."""
+    """Every mask token of ``text`` must survive truncation: a lost one would silently get no prediction."""
     ids = tokenizer(text)["input_ids"]
     written = ids.count(tokenizer.mask_token_id)
     if written == 0:

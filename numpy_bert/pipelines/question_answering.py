@@ -26,6 +26,7 @@ import numpy as np
 from ..heads import best_spans
 from ..layers import log_softmax
 from ..text.tokenization import TokenSpan
+from .auto import TaskModel
 from .base import FINETUNE, Pipeline
 
 
@@ -39,8 +40,7 @@ class QuestionAnsweringPipeline(Pipeline):
     """
 
     task = "question-answering"
-    model_class = "BertForQuestionAnswering"
-    heads = ("qa_outputs.",)
+    models = {"bert": TaskModel("BertForQuestionAnswering", heads=("qa_outputs.",))}
     advice = "fine-tune it first: " + FINETUNE.format(task="qa")
 
     def run(self, inputs: dict | list[dict] | None = None, *, question: str | list[str] | None = None,

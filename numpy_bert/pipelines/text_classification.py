@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import log_softmax
+from .auto import TaskModel
 from .base import FINETUNE, Pipeline, as_list
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
@@ -50,8 +51,7 @@ class TextClassificationPipeline(Pipeline):
     """
 
     task = "text-classification"
-    model_class = "BertForSequenceClassification"
-    heads = ("classifier.", "bert.pooler.")
+    models = {"bert": TaskModel("BertForSequenceClassification", heads=("classifier.", "bert.pooler."))}
     advice = "fine-tune it first: " + FINETUNE.format(task="classify")
 
     def run(self, inputs: str | dict | list, *, top_k: int | None = TOP_ONE, function_to_apply: str | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import log_softmax
+from .auto import TaskModel
 from .base import FINETUNE, Pipeline, as_list
 from .text_classification import label_names
 
@@ -34,8 +35,7 @@ class TokenClassificationPipeline(Pipeline):
     """
 
     task = "token-classification"
-    model_class = "BertForTokenClassification"
-    heads = ("classifier.",)
+    models = {"bert": TaskModel("BertForTokenClassification", heads=("classifier.",))}
     advice = "fine-tune it first: " + FINETUNE.format(task="tag")
 
     def run(self, inputs: str | list[str], *, aggregation_strategy: str = "none",

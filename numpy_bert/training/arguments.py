@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
-from ..checkpoint import named_model_dir, read_json_object
+from ..checkpoint import model_type, named_model_dir
 from ..config import CONFIG_NAME, PRESETS
 from ..data.corpus import CORPUS_NAMES
 from ..data.finetune_data import TASKS as FINETUNING_TASKS
@@ -106,11 +106,9 @@ def _check_precision(precision: str, dtype: str) -> None:
 def folder_model_type(folder: str | None) -> str | None:
     """The model_type in ``folder``/config.json (a --config or --init-from folder); None for a preset, a named
     model (python-docs and minilm are BERTs) or a folder without one."""
-    path = os.path.join(folder, CONFIG_NAME) if folder else ""
-    if not os.path.isfile(path):
+    if not folder or not os.path.isfile(os.path.join(folder, CONFIG_NAME)):
         return None
-    data = read_json_object(path)
-    return data.get("model_type", "bert")  # a config.json of numpy_bert before model_type was written: a BERT
+    return model_type(folder) or "bert"  # a config.json of numpy_bert before model_type was written: a BERT
 
 
 # ---- the options -----------------------------------------------------------------------------

@@ -59,8 +59,16 @@ from typing import Any
 import numpy as np
 
 from ..albert import AlbertForMaskedLM, AlbertForPreTraining
-from ..checkpoint import LoadingInfo, json_bytes, load_weights, named_model_dir, read_json_object, save_tensors
-from ..config import CONFIG_NAME, PRESETS, AlbertConfig, BertConfig, ElectraConfig, RobertaConfig
+from ..checkpoint import (
+    LoadingInfo,
+    json_bytes,
+    load_weights,
+    model_type,
+    named_model_dir,
+    read_json_object,
+    save_tensors,
+)
+from ..config import CONFIG_NAME, PRESETS, AlbertConfig, BertConfig, ElectraConfig, RobertaConfig, max_sequence_length
 from ..data.corpus import CORPUS_NAMES, DEFAULT_CORPUS_NAME, Corpus, load_corpus, load_named_corpus
 from ..data.masking import MaskingCollator
 from ..data.pretraining_data import ExampleStream, example_builder, fixed_batches
@@ -211,13 +219,6 @@ def as_family_config(config: BertConfig, architecture: str) -> BertConfig:
     return family.from_dict(fields)
 
 
-def max_sequence_length(config: BertConfig) -> int:
-    """The longest input the position table holds: RoBERTa's positions start after its padding index."""
-    if isinstance(config, RobertaConfig):
-        return config.max_position_embeddings - config.pad_token_id - 1
-    return config.max_position_embeddings
-
-
 def folder_config(folder: str | os.PathLike) -> BertConfig:
     """The config.json of a --config folder: a BertConfig, or the config of its model_type (ELECTRA, RoBERTa,
     ALBERT). --objective electra reads an ElectraConfig's embedding_size; from a BertConfig it makes
@@ -226,12 +227,6 @@ def folder_config(folder: str | os.PathLike) -> BertConfig:
     kind = read_json_object(path).get("model_type") if os.path.isfile(path) else None
     classes = {cls.model_type: cls for cls in (ElectraConfig, RobertaConfig, AlbertConfig)}
     return classes.get(kind, BertConfig).from_pretrained(folder)
-
-
-def model_type(folder: str | os.PathLike) -> str | None:
-    """The "model_type" of a model folder's config.json (None without one: from_pretrained then says so)."""
-    path = os.path.join(named_model_dir(folder), CONFIG_NAME)
-    return read_json_object(path).get("model_type") if os.path.isfile(path) else None
 
 
 def lr_schedule(warmup: float, steps: int) -> LinearWarmupDecay:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import (
+    GENERATOR_DIR,
     WEIGHTS_NAME,
     atomic_write_bytes,
     is_temporary_of,
@@ -69,7 +70,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 TMP_SUFFIX = ".tmp"
 # The files a run writes, by name: the only ones it replaces or deletes (with their temporaries).
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME, TOKENIZER_CONFIG_NAME)
-GENERATOR_DIR = "generator"  # --objective electra: the generator's model, beside the discriminator's
 CHECKPOINT_FILES = (*MODEL_FILES, STATE_TENSORS_NAME, STATE_JSON_NAME, GENERATOR_DIR)
 PLOT_NAMES = ("loss.png", "accuracy.png", "perplexity.png", "learning_rate.png", "validation.png",
               "confusion_matrix.png")
