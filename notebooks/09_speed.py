@@ -52,6 +52,8 @@ for doc in documents:
           f"{doc['created'][:10]}; {ok} of {len(doc['cells'])} cells measured; numpy {m.get('numpy')} "
           f"({(m.get('blas') or {}).get('name', '?')}), torch {m.get('torch')}; "
           f"measured CPU float32 GEMM peak {doc['peaks'].get('cpu_gflops') or float('nan'):.1f} GFLOP/s")
+# The plots show the newest run only (the others are listed above, and in benchmarks/README.md).
+shown = sorted(documents, key=lambda d: d["created"], reverse=True)[:1]
 
 
 # %% [markdown]
@@ -76,7 +78,7 @@ def plain(axis, locate=True):
     axis.set_minor_formatter(NullFormatter())
 
 
-for doc in documents:
+for doc in shown:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), squeeze=False)
     for ax, phase in zip(axes[0], ("train", "infer")):
         rows = cells(doc, "headline", phase=phase)
@@ -102,7 +104,7 @@ for doc in documents:
 # model below (section 4), scaled to the fastest backend's first point.
 
 # %%
-for doc in documents:
+for doc in shown:
     for device in ("cpu", "cuda"):
         fig = seq_len_figure(doc, device)  # the figure `python -m benchmarks` saves as seq_len*.png
         if fig is not None:
@@ -116,7 +118,7 @@ for doc in documents:
 # three times faster than the readable NumPy model on the same machine and shape.
 
 # %%
-for doc in documents:
+for doc in shown:
     per_config = doc["headline"]["per_config"]
     phases = [p for p in ("train", "infer", "latency") if any(p in v for v in per_config.values())]
     if not phases:
@@ -176,7 +178,7 @@ flops = step_flops(shape, "train", 32, 128, 32 * round(0.15 * 128))["model"]
 print(f"BERT-mini training step, batch 32 x 128: {flops / 1e9:.1f} GFLOP; attention equals the dense layers at "
       f"T = {attention_crossover(shape):.0f} tokens")
 
-for doc in documents:
+for doc in shown:
     peak = doc["peaks"].get("cpu_gflops")
     print(f"\n{doc['label']}: CPU peak {peak or float('nan'):.1f} GFLOP/s (measured), "
           f"GPU peak {doc['peaks'].get('gpu_tflops') or '-'} TFLOP/s (datasheet)")

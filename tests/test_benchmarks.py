@@ -14,8 +14,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks import matrix
 from benchmarks.backends import BACKENDS, INFERENCE_PHASES, benchmark_config, phases_of
@@ -309,3 +313,42 @@ def test_finetune_from_plot(tmp_path):
     runs = [{"task": "classify", "model": m, "accuracy": a, "macro_f1": a - 0.05}
             for m, a in (("python-docs", 0.6), ("random", 0.3))]
     assert plot({"epochs": 3, "runs": runs}, tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+# ---- benchmarks.family: the BERT family side by side ------------------------------------------------
+
+
+def test_family_doc_table_is_the_committed_json():
+    """docs/family.md's table is benchmarks/results/family.json rendered (regenerate both together)."""
+    from benchmarks.family import PATH, table
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "family.md").read_text()
+    assert table(json.loads(PATH.read_text())) in doc, "re-render: python -m benchmarks.family --plot"
+
+
+def test_family_flops_per_token_are_flops_py_without_the_pooler():
+    """The per-token count is flops.py's forward count of one sequence, less the per-sequence pooler and
+    NSP terms, which a per-token figure leaves out."""
+    from benchmarks.family import MLM_FRACTION, SEQ_LEN, encoder_flops_per_token, mlm_head_flops_per_token
+    from benchmarks.flops import forward_flops
+
+    config = {"hidden_size": 128, "num_hidden_layers": 2, "intermediate_size": 512, "vocab_size": 8192}
+    per_sequence = forward_flops(Shape(2, 128, 512, 8192), 1, SEQ_LEN, MLM_FRACTION * SEQ_LEN)
+    ours = SEQ_LEN * (encoder_flops_per_token(config) + mlm_head_flops_per_token(config))
+    assert ours == pytest.approx(per_sequence - 2 * (128 * 128 + 2 * 128), rel=1e-12)
+    factorised = {**config, "embedding_size": 64}  # ALBERT: the E -> H projection, and an E-wide decoder
+    assert encoder_flops_per_token(factorised) - encoder_flops_per_token(config) == 2 * 64 * 128
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), classes=st.integers(2, 6))
+def test_family_linear_probe_finds_a_separable_task_and_not_a_random_one(seed, classes):
+    from benchmarks.family import linear_probe
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, 16)) * 3
+    labels = rng.integers(0, classes, 400)
+    features = centres[labels] + rng.standard_normal((400, 16))
+    assert linear_probe(features[:300], labels[:300], features[300:], labels[300:]) >= 0.9
+    shuffled = rng.permutation(labels)  # labels that the features know nothing about
+    assert linear_probe(features[:300], shuffled[:300], features[300:], shuffled[300:]) <= 1 / classes + 0.2
