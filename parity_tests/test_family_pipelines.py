@@ -226,7 +226,7 @@ def refused(tmp_path_factory, folders, tokenizers) -> dict[str, str]:
     ("text-classification", "roberta", r"holds a 'roberta' model .* which the text-classification pipeline does not "
                                        r"read: it reads bert models"),
     ("fill-mask", "generator-alone", r"holds no tokenizer: neither vocab\.txt \(WordPiece\) nor vocab\.json and "
-                                     r"merges\.txt \(byte-level BPE\); pass tokenizer="),
+                                     r"merges\.txt \(byte-level BPE\); save the tokenizer there"),
 ])
 def test_refusals_are_one_line_naming_the_folder(library, refused, task, folder, message):
     with pytest.raises(ValueError, match=message) as error:

@@ -6,6 +6,8 @@ rows (ALBERT's sop_loss/sop_accuracy where BERT has nsp_*) and falling losses; t
 transformers' RobertaForMaskedLM / AlbertForPreTraining with the same logits in float32; a crash and
 --resume give bitwise the run that did not stop, in both backends; eval, fill-mask and export on RoBERTa,
 ALBERT and ELECTRA run folders (ELECTRA: the generator fills masks, eval reports the discriminator);
+fill-mask on a RoBERTa folder with a byte-level BPE tokenizer (vocab.json + merges.txt) answers as the
+pipeline does, [MASK] read as <mask>;
 every refusal in one line with exit status 2.
 """
 
@@ -19,10 +21,13 @@ import pytest
 import torch
 import transformers
 
+import numpy_bert
 from numpy_bert import AlbertConfig, AlbertForPreTraining, ElectraForMaskedLM, RobertaConfig, RobertaForMaskedLM
 from numpy_bert.cli.main import main
 from numpy_bert.config import PRESETS
 from numpy_bert.layers import softmax
+from numpy_bert.text.bpe_trainer import train_bpe
+from numpy_bert.text.byte_level_bpe import RobertaTokenizer
 from numpy_bert.text.tokenization import BertTokenizer
 from numpy_bert.training.arguments import ARCHITECTURES, TrainingArguments
 from numpy_bert.training.evaluation import format_metrics
@@ -322,3 +327,42 @@ def test_refusals_once_running(tmp_path, runs, electra_run, family_args, capsys)
     with pytest.raises(ValueError, match="trains in one process"):
         DistributedTorchBackend.resolve_options(TrainingArguments(out="r", architecture="albert", device="cpu"),
                                                 "train")
+
+
+# ---- fill-mask on a RoBERTa folder with its byte-level BPE tokenizer -----------------------------------------
+
+BPE_SENTENCES = ["A list is a mutable sequence.", "A tuple is an immutable sequence.",
+                 "A dict maps keys to values.", "A set holds unique values."] * 3
+
+
+@pytest.fixture(scope="module")
+def roberta_bpe_folder(tmp_path_factory) -> Path:
+    """A tiny RobertaForMaskedLM saved with a byte-level BPE tokenizer (vocab.json + merges.txt, ``<mask>``)."""
+    folder = tmp_path_factory.mktemp("roberta-bpe")
+    tokens, merges = train_bpe(BPE_SENTENCES, vocab_size=300)
+    RobertaTokenizer(vocab=tokens, merges=merges).save_pretrained(folder)
+    # a wide initializer: the logits differ by more than float32's rounding, so the order is the same in both
+    config = RobertaConfig(vocab_size=len(tokens), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=40, initializer_range=0.5)
+    RobertaForMaskedLM(config, seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("backend", [NumpyBackend, TorchBackend], ids=["numpy_bert", "torch_bert-cpu"])
+def test_fill_mask_reads_a_byte_level_bpe_roberta_as_the_pipeline_does(roberta_bpe_folder, backend, capsys):
+    pipe = numpy_bert.pipeline("fill-mask", model=str(roberta_bpe_folder))
+    assert pipe.tokenizer.mask_token == "<mask>"
+    expected = [(pipe.tokenizer.convert_ids_to_tokens(c["token"]), c["score"])
+                for c in pipe(TEXT.replace("[MASK]", "<mask>"), top_k=3)]
+    for text in (TEXT, TEXT.replace("[MASK]", "<mask>")):  # [MASK] is read as the tokenizer's <mask>
+        assert main(["fill-mask", str(roberta_bpe_folder), text, "--top-k", "3", *cpu(backend)], backend) == 0
+        got = printed_predictions(capsys)
+        assert [token for token, _ in got] == [token for token, _ in expected]
+        np.testing.assert_allclose([p for _, p in got], [p for _, p in expected], atol=2e-4)
+
+
+def test_fill_mask_without_tokenizer_files_says_so(roberta_bpe_folder, tmp_path, capsys):
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((roberta_bpe_folder / name).read_bytes())
+    assert main(["fill-mask", str(tmp_path), TEXT]) == 2
+    assert "holds no tokenizer" in one_line_error(capsys)

@@ -17,7 +17,9 @@ The parser is built here once, with the options of the backend that does the com
 its options as a typed object (numpy_bert/training/arguments.py), which the backend
 completes for this machine (``resolve_options``: torch's default device). ``eval`` and
 ``fill-mask`` read any folder with config.json, model.safetensors and vocab.txt: a run of
-either backend, one of its checkpoints, or a BertForPreTraining saved by transformers.
+either backend, one of its checkpoints, or a BertForPreTraining saved by transformers;
+``fill-mask`` also a RoBERTa folder with a byte-level BPE tokenizer (vocab.json + merges.txt), the
+tokenizer chosen as the pipelines choose it (numpy_bert/pipelines/auto.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from ..checkpoint import named_model_dir
 from ..config import PRESETS
+from ..pipelines.auto import tokenizer_from_folder
 from ..pipelines.fill_mask import fill_mask, format_fill_mask
 from ..text.tokenization import BertTokenizer
 from ..training.arguments import (
@@ -77,6 +80,7 @@ from .finetune import add_finetune_commands, demo_data_command, finetune_command
 
 # ---- the parser -------------------------------------------------------------------------
 
+BERT_MASK = "[MASK]"  # WordPiece's mask token, which fill-mask also reads as another tokenizer's
 # They compute nothing with a model, or not with the backend options: none offered.
 MODEL_FREE_COMMANDS = ("demo-data", "compare", "export", "quantize", "export-onnx")
 # The class of the typed options of each command that computes with a model.
@@ -219,9 +223,10 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
                                     formatter_class=formatter,
                                     description="Evaluate a run folder (or any BertForPreTraining folder) on "
                                                 "held-out data; prints the metrics, then the same as JSON."),
-        "fill-mask": commands.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence",
+        "fill-mask": commands.add_parser("fill-mask", help="predict the mask tokens of a sentence",
                                          formatter_class=formatter,
-                                         description="Print the most likely tokens for each [MASK] in TEXT."),
+                                         description="Print the most likely tokens for each mask token "
+                                                     "([MASK], or <mask>) in TEXT."),
         "compare": commands.add_parser("compare", help="plot and tabulate several runs side by side",
                                        formatter_class=formatter,
                                        description="Read the metrics.jsonl of each RUN folder (either backend): "
@@ -237,8 +242,10 @@ def build_parser(backend) -> tuple[argparse.ArgumentParser, dict[str, argparse.A
     sub["eval"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
     add_evaluation_data_arguments(sub["eval"])
     sub["fill-mask"].add_argument("run", help="a run folder, a checkpoint folder, or a transformers model folder")
-    sub["fill-mask"].add_argument("text", help='text with one or more [MASK], e.g. "A list is a mutable [MASK]."')
-    sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per [MASK]")
+    sub["fill-mask"].add_argument("text", help='text with one or more mask tokens, e.g. "A list is a mutable '
+                                  '[MASK]." ([MASK] for a WordPiece vocab.txt, <mask> for a byte-level BPE '
+                                  'vocab.json + merges.txt, where [MASK] is read as <mask> too)')
+    sub["fill-mask"].add_argument("--top-k", type=positive_int, default=5, help="predictions per mask token")
     sub["compare"].add_argument("runs", nargs="+", metavar="RUN", help="run folders (with a metrics.jsonl)")
     sub["compare"].add_argument("--out", default="compare.png", help="the PNG to write")
     sub["compare"].add_argument("--up-to-step", type=positive_int, metavar="STEP",
@@ -309,12 +316,19 @@ def eval_command(args: argparse.Namespace, options: BackendOptions, backend) -> 
     return 0
 
 
+def with_mask_token(text: str, mask_token: str) -> str:
+    """``text`` with each [MASK] written as the tokenizer's ``mask_token`` (RoBERTa's ``<mask>``): a convenience,
+    so that one sentence works for every folder."""
+    return text if mask_token == BERT_MASK else text.replace(BERT_MASK, mask_token)
+
+
 def fill_mask_command(args: argparse.Namespace, options: BackendOptions, backend) -> int:
     folder = Path(named_model_dir(args.run))
-    tokenizer = BertTokenizer.from_pretrained(folder)
+    tokenizer = tokenizer_from_folder(folder)  # WordPiece or byte-level BPE, as the fill-mask pipeline picks
     loaded = backend.from_pretrained(folder, options)
     model = getattr(loaded.model, "generator", loaded.model)  # an ELECTRA run fills masks with its generator
-    predictions = fill_mask(loaded.predict, tokenizer, args.text, args.top_k,
+    text = with_mask_token(args.text, tokenizer.mask_token)
+    predictions = fill_mask(loaded.predict, tokenizer, text, args.top_k,
                             max_length=max_sequence_length(model.config))
     print(format_fill_mask(args.text, predictions))
     return 0

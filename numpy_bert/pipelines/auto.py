@@ -92,4 +92,5 @@ def tokenizer_from_folder(folder: str | os.PathLike) -> TokenizerBase:
     if has[TOKENIZER_NAME]:
         return RobertaTokenizer.from_pretrained(folder)  # refused there unless it is a byte-level BPE
     raise ValueError(f"{folder} holds no tokenizer: neither {VOCAB_NAME} (WordPiece) nor {BPE_VOCAB_NAME} and "
-                     f"{MERGES_NAME} (byte-level BPE); pass tokenizer= a folder that has them")
+                     f"{MERGES_NAME} (byte-level BPE); save the tokenizer there (tokenizer.save_pretrained), or give "
+                     "the pipeline tokenizer= a folder that has one")

@@ -308,7 +308,9 @@ def evaluation_task(model) -> str:
 def model_inputs(model, batch: dict[str, Any], pair_label: bool = True) -> dict[str, Any]:
     """A batch of the data under the names ``model``'s forward takes: the pair label (if ``pair_label``) as
     ALBERT's sentence_order_label, or BERT's next_sentence_label; none for a masked-LM model."""
-    inputs = {name: batch[name] for name in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+    # a byte-level BPE tokenizer (RoBERTa's) writes no token_type_ids: the model then uses its zero default
+    names = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    inputs = {name: batch[name] for name in names if name in batch}
     argument = PAIR_LABEL_ARGUMENTS.get(type(model).__name__)
     if pair_label and argument and "next_sentence_label" in batch:
         inputs[argument] = batch["next_sentence_label"]
