@@ -52,7 +52,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +530,19 @@ class MetricsWindow:
     seconds: float = 0.0
     # The sums of the other figures a backend reports (ELECTRA: generator_loss, ...; ALBERT: sop_loss), by name.
     objective: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Every sum a number (the optional ones may be None): a window read back from a hand-edited or
+        damaged training_state.json is refused here, in one line, rather than failing at the next step."""
+        if not isinstance(self.objective, dict):
+            raise TypeError(f"metrics_window.objective should be a dict, not {self.objective!r}")
+        for f in fields(self):
+            values = self.objective.items() if f.name == "objective" else [(f.name, getattr(self, f.name))]
+            for name, value in values:
+                if value is None and f.name in ("mlm_loss", "nsp_loss"):
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"metrics_window.{name} should be a number, not {value!r}")
 
     def add(self, losses: dict[str, float], grad_norm: float, tokens: int, seconds: float) -> None:
         self.steps += 1
