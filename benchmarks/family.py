@@ -301,15 +301,32 @@ def plot(document: dict, path: Path) -> Path:
     return path
 
 
+def budget_list(text: str) -> list[int]:
+    """``--budgets``: positive integers, comma-separated, in increasing order (argparse's error otherwise)."""
+    try:
+        budgets = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of step counts") from None
+    if budgets[0] < 1:
+        raise argparse.ArgumentTypeError(f"budgets must be positive numbers of BERT steps, got {text!r}")
+    return budgets
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.family", description=__doc__.split("\n")[0])
-    parser.add_argument("--budgets", default="300,900",
+    parser.add_argument("--budgets", type=budget_list, default=budget_list("300,900"),
                         help="compute budgets as numbers of BERT steps, comma-separated (default 300,900)")
     parser.add_argument("--plot", action="store_true", help="redraw the figure from the JSON, then exit")
     args = parser.parse_args(argv)
     if not args.plot:
-        budgets = sorted(int(b) for b in args.budgets.split(","))
-        atomic_write_bytes(PATH, json_bytes(measure(budgets)))
+        try:
+            document = measure(args.budgets)
+        except subprocess.CalledProcessError as err:  # the run said why, in one line, above
+            parser.exit(2, f"{parser.prog}: a run stopped (`{' '.join(err.cmd[1:5])} ...`, exit {err.returncode}); "
+                           "fix what it said and run this again: finished runs are kept, unfinished ones resume\n")
+        atomic_write_bytes(PATH, json_bytes(document))
+    elif not PATH.is_file():
+        parser.error(f"--plot redraws {PATH}, which does not exist yet: run without --plot first")
     document = json.loads(PATH.read_text())
     print(table(document))
     print(f"wrote {PATH} and {plot(document, RESULTS / 'family.png')}")

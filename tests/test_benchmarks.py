@@ -352,3 +352,13 @@ def test_family_linear_probe_finds_a_separable_task_and_not_a_random_one(seed, c
     assert linear_probe(features[:300], labels[:300], features[300:], labels[300:]) >= 0.9
     shuffled = rng.permutation(labels)  # labels that the features know nothing about
     assert linear_probe(features[:300], shuffled[:300], features[300:], shuffled[300:]) <= 1 / classes + 0.2
+
+
+@pytest.mark.parametrize("budgets", ["abc", "0,300", "300,,900", ""])
+def test_family_refuses_bad_budgets_in_one_line(budgets, capsys):
+    from benchmarks.family import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--budgets", budgets])
+    assert exit_info.value.code == 2
+    assert "error: argument --budgets" in capsys.readouterr().err.splitlines()[-1]
